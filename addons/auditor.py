@@ -1,0 +1,90 @@
+"""One line per decision: the log, the JSON-lines audit file and the mitmweb flow comment.
+
+The decision is a value other addons put in `flow.metadata["gateway.decision"]`; this
+addon renders it once, when the flow ends (response, error, or streamed to the end).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from mitmproxy import http
+
+from .router import ROUTE, STARTED
+from .runtime import Runtime
+
+log = logging.getLogger("mcp_gateway.access")
+
+DECISION = "gateway.decision"
+IDENTITY = "gateway.identity"
+
+
+class Auditor:
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self._file = None
+        self._path: Path | None = None
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._record(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._record(flow)
+
+    def _record(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.get("gateway.audited") or not flow.metadata.get("gateway.seen"):
+            return
+        flow.metadata["gateway.audited"] = True
+        decision = dict(flow.metadata.get(DECISION) or {"decision": "allowed", "reason": "forwarded"})
+        found = flow.metadata.get(ROUTE)
+        started = flow.metadata.get(STARTED)
+        status = flow.response.status_code if flow.response else 502
+        identity = flow.metadata.get(IDENTITY)
+        record = {
+            "ts": round(time.time(), 3),
+            "user": getattr(identity, "username", None) or "-",
+            "client": flow.client_conn.peername[0] if flow.client_conn.peername else "-",
+            "http_method": flow.request.method,
+            "path": (flow.metadata.get("gateway.public_path") or flow.request.path).split("?")[0],
+            "server": getattr(found, "server", None) or "-",
+            "method": decision.get("method") or "-",
+            "tool": decision.get("tool") or "-",
+            "decision": decision.get("decision", "allowed"),
+            "scope": decision.get("scope") or "-",
+            "reason": decision.get("reason", ""),
+            "status": status,
+            "latency_ms": round((time.monotonic() - started) * 1000, 1) if started else None,
+        }
+        if flow.error:
+            record["error"] = str(flow.error.msg)[:200]
+        log.info("access %(decision)s user=%(user)s server=%(server)s method=%(method)s tool=%(tool)s "
+                 "scope=%(scope)s status=%(status)s latency_ms=%(latency_ms)s path=%(path)s reason=%(reason)s",
+                 record)
+        flow.comment = (f"{record['decision']} · {record['user']} · {record['server']} {record['method']} "
+                        f"{record['tool']} · scope {record['scope']} · {record['status']}")
+        if record["decision"] != "allowed":
+            flow.marked = ":no_entry:"
+        self._append(record)
+
+    def _append(self, record: dict) -> None:
+        config = self.runtime.config
+        if config is None:
+            return
+        try:
+            if self._path != config.audit_log:
+                if self._file:
+                    self._file.close()
+                config.audit_log.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(config.audit_log, "a", encoding="utf-8", buffering=1)
+                self._path = config.audit_log
+            self._file.write(json.dumps(record) + "\n")
+        except OSError as e:
+            log.error("cannot write the audit log %s: %s", config.audit_log, e)
+
+    def done(self) -> None:
+        if self._file:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,126 @@
+"""Sends approved requests to their upstream and streams the answers back as they come.
+
+The last gateway addon in the `request` chain: whatever no earlier addon answered is
+either forwarded here — with the upstream's own Host, none of the caller's credentials,
+and per-server upstream credentials added — or refused. Responses are streamed
+(`flow.response.stream`), with a transforming callable where SSE events must change.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mitmproxy import http
+
+from mcp_gateway.config import ServerConfig
+from mcp_gateway.routing import Area, Route
+from mcp_gateway.upstream import upstream_target
+
+from .failclosed import APPROVED, refuse_on_error
+from .router import ROUTE, SERVER, refuse
+from .runtime import Runtime
+from .sse_stream import SseTransformer
+from .upstream_credentials import upstream_credential
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "mcp_gateway_session"
+FORWARDED_TO = "gateway.forwarded_to"
+# Headers a client must never be able to set for the upstream: identity the gateway
+# asserts, and forwarding information the gateway itself writes.
+STRIPPED_PREFIXES = ("x-forwarded-", "x-user", "x-groups", "x-auth", "x-mcp-gateway-", "x-real-ip", "x-remote-")
+STRIPPED_HEADERS = ("authorization", "forwarded", "proxy-authorization", "origin")
+
+
+class Forwarder:
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+
+    @refuse_on_error
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live:
+            return
+        found: Route | None = flow.metadata.get(ROUTE)
+        if found is None:
+            return  # not routed: the sentinel refuses it
+        if found.is_mcp:
+            self._to_server(flow, flow.metadata[SERVER], found)
+        elif found.area is Area.LOGIN:
+            self._to_login_app(flow)
+        elif found.area is Area.HEALTH:
+            flow.response = http.Response.make(200, b'{"status":"ok"}', {"content-type": "application/json"})
+        else:
+            refuse(flow, 404, "no such path on this gateway")
+
+    def _strip_client_headers(self, headers: http.Headers) -> None:
+        for name in list(headers.keys()):
+            lower = name.lower()
+            if lower in STRIPPED_HEADERS or lower.startswith(STRIPPED_PREFIXES):
+                del headers[name]
+        remove_session_cookie(headers)
+
+    def _to_server(self, flow: http.HTTPFlow, server: ServerConfig, found: Route) -> None:
+        request = flow.request
+        self._strip_client_headers(request.headers)
+        if server.upstream_header:
+            value = upstream_credential(server)
+            if value is None:
+                return refuse(flow, 502, f"upstream credentials for {server.name!r} are not available")
+            request.headers[server.upstream_header] = value
+        request.scheme = server.scheme
+        request.host = server.host
+        request.port = server.port
+        request.path = upstream_target(server, found)
+        request.host_header = server.host_header
+        flow.metadata[FORWARDED_TO] = server.name
+        flow.metadata[APPROVED] = True
+
+    def _to_login_app(self, flow: http.HTTPFlow) -> None:
+        target = self.runtime.login_app_url
+        assert target is not None
+        request = flow.request
+        client_ip = flow.client_conn.peername[0] if flow.client_conn.peername else ""
+        for name in list(request.headers.keys()):
+            if name.lower() in ("forwarded", "x-real-ip") or name.lower().startswith("x-forwarded-"):
+                del request.headers[name]
+        request.headers["x-forwarded-for"] = client_ip
+        scheme, _, hostport = target.partition("://")
+        host, _, port = hostport.partition(":")
+        request.scheme = scheme
+        request.host = host
+        request.port = int(port) if port else (443 if scheme == "https" else 80)
+        request.host_header = hostport
+        flow.metadata[FORWARDED_TO] = "login-app"
+        flow.metadata[APPROVED] = True
+
+    @refuse_on_error
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.error or not flow.metadata.get(APPROVED) or flow.response is None:
+            return
+        if flow.metadata.get(FORWARDED_TO) == "login-app":
+            return  # small pages and JSON: buffered, so mitmweb shows them whole
+        found: Route = flow.metadata[ROUTE]
+        content_type = flow.response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type == "text/event-stream" and found.area is Area.SSE:
+            flow.response.stream = SseTransformer(flow.metadata[SERVER], flow)
+        elif flow.metadata.get("gateway.buffer_response"):
+            return  # an addon needs the whole body (e.g. to filter a tools/list answer)
+        else:
+            flow.response.stream = True
+
+
+def remove_session_cookie(headers: http.Headers) -> None:
+    """Drop the gateway's own cookie, keep any other cookie the upstream may use."""
+    kept: list[str] = []
+    for header in headers.get_all("cookie"):
+        for part in header.split(";"):
+            name = part.split("=", 1)[0].strip()
+            if part.strip() and name != SESSION_COOKIE:
+                kept.append(part.strip())
+    if "cookie" in headers:
+        del headers["cookie"]
+    if kept:
+        headers["cookie"] = "; ".join(kept)
+
+
+__all__ = ["Forwarder", "remove_session_cookie"]

@@ -1,0 +1,95 @@
+"""Loads gateway.toml and puts mitmproxy in the mode the gateway needs.
+
+`--set gateway_config=PATH` picks the file. A bad file stops start-up with one line
+naming the key (mitmproxy exits by itself after an error is logged during start-up); a
+bad file given at run time (mitmweb's options editor) is refused and leaves the gateway
+unconfigured, so the sentinel refuses traffic rather than run on a half-read config.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from mitmproxy import ctx, exceptions
+
+from mcp_gateway.config import ConfigError, load_config
+from mcp_gateway.registry import Registry
+
+from . import sentinel
+from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = "gateway.toml"
+
+
+class Settings:
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self._applied_mode: list[str] | None = None
+        self._is_running = False
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "gateway_config", str, os.environ.get("MCP_GATEWAY_CONFIG", DEFAULT_CONFIG),
+            "The MCP Gateway's configuration file (TOML, or JSON with the same structure). Relative paths in it "
+            "resolve against its folder. Environment variables (MCP_AUTH_*, SECRET_KEY, ...) override it.",
+        )
+        sentinel.install()
+
+    def configure(self, updated: set[str]) -> None:
+        if "gateway_config" not in updated:
+            return
+        try:
+            config = load_config(ctx.options.gateway_config)
+            config.state_dir.mkdir(parents=True, exist_ok=True)
+            registry = Registry(config.servers, config.state_dir, config.source.parent)
+        except (ConfigError, OSError) as e:
+            self.runtime.config = None
+            self.runtime.registry = None
+            log.error("gateway configuration error: %s", e)
+            if self._is_running:
+                raise exceptions.OptionsError(f"gateway configuration error: {e}") from None
+            return
+        logging.getLogger("mcp_gateway").setLevel(config.logging_level)
+        logging.getLogger("addons").setLevel(config.logging_level)
+        self.runtime.config = config
+        self.runtime.registry = registry
+        if self.runtime.login_app_url is None or config.login_app_url:
+            self.runtime.login_app_url = config.login_app_url
+        # confdir must be set before mitmproxy's TLS addon creates its CA at `running`.
+        ctx.options.update(confdir=str(config.state_dir / "mitmproxy"))
+        if self._is_running:
+            self._apply_mode()
+
+    def running(self) -> None:
+        self._is_running = True
+        if self.runtime.config is not None:
+            self._apply_mode()
+
+    def _apply_mode(self) -> None:
+        config = self.runtime.config
+        assert config is not None
+        # Nothing listens on port 1: whatever the gateway does not route explicitly cannot
+        # reach a real service, even if every addon were gone.
+        spec = f"reverse:http://127.0.0.1:1@{config.listen_host}:{config.listen_port}"
+        updates: dict[str, object] = {
+            "connection_strategy": "lazy",
+            "tcp_timeout": max(1, int(config.stream_idle_timeout)),
+            "http2": bool(config.tls_cert),
+        }
+        if config.tls_cert:
+            updates["certs"] = [f"*={config.tls_cert}"]
+        if ctx.options.mode != [spec]:
+            updates["mode"] = [spec]
+        ctx.options.update(**updates)
+        if self._applied_mode != [spec]:
+            self._applied_mode = [spec]
+            log.info("MCP Gateway listening on %s:%d (public URL %s), config %s", config.listen_host,
+                     config.listen_port, config.public_url, config.source)
+            for server in self.runtime.registry.all() if self.runtime.registry else []:
+                state = "enabled" if server.enabled else "disabled"
+                log.info("  server %-20s %s -> %s (%s)", server.name, f"/api/execute/{server.name}, "
+                         f"/api/streamable/{server.name}", server.url, state)

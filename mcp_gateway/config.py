@@ -1,0 +1,365 @@
+"""Loading gateway.toml (or the same structure as JSON), with environment overrides.
+
+Every problem becomes one `ConfigError` naming the key, so start-up can print a single
+clear line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+from .config_schema import (
+    REQUIRED,
+    SECTIONS,
+    Key,
+    ValueProblem,
+)
+
+log = logging.getLogger(__name__)
+
+MIN_SECRET_KEY_BYTES = 32
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased for the operator: `<file>: <key>: <problem>`."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    name: str
+    url: str
+    sse_path: str = "/sse"
+    streamable_path: str = "/mcp"
+    enabled: bool = True
+    description: str = ""
+    verify_tls: bool = True
+    ca_file: str = ""
+    upstream_header: str = ""
+    upstream_value_env: str = ""
+    upstream_value_file: str = ""
+
+    @property
+    def scheme(self) -> str:
+        return urlsplit(self.url).scheme
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
+
+    @property
+    def base_path(self) -> str:
+        return urlsplit(self.url).path.rstrip("/")
+
+    @property
+    def host_header(self) -> str:
+        netloc = urlsplit(self.url).netloc
+        return netloc
+
+
+@dataclass(frozen=True)
+class LocalAccount:
+    username: str
+    password_hash: str
+    groups: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    enabled: bool
+    provider_type: str
+    secret_key: str | None
+    admin_user: str | None
+    admin_password: str | None
+    groups_claim: str
+    leeway: float
+    provider: Mapping[str, Any]  # the selected provider's section, parsed
+    local_accounts: tuple[LocalAccount, ...]
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    store: str
+    lifetime: float
+    idle_timeout: float
+    refresh_interval: float
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    source: Path
+    listen_host: str
+    listen_port: int
+    public_url: str
+    policy_dir: Path
+    state_dir: Path
+    login_app_url: str | None
+    login_app_port: int
+    max_body_bytes: int
+    connect_timeout: float
+    response_timeout: float
+    stream_idle_timeout: float
+    tls_cert: str
+    tls_key: str
+    audit_log: Path
+    log_tool_arguments: bool
+    auth: AuthConfig
+    session: SessionConfig
+    servers: tuple[ServerConfig, ...] = field(default=())
+    logging_level: str = "INFO"
+
+    @property
+    def public_origin(self) -> str:
+        parts = urlsplit(self.public_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    def server(self, name: str) -> ServerConfig | None:
+        return next((s for s in self.servers if s.name == name), None)
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {e}") from None
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a table/object")
+    return data
+
+
+def _section(data: Mapping[str, Any], dotted: str, where: str) -> Mapping[str, Any]:
+    node: Any = data
+    for part in dotted.split("."):
+        node = node.get(part, {}) if isinstance(node, Mapping) else None
+        if not isinstance(node, Mapping):
+            raise ConfigError(f"{where}: [{dotted}] must be a table")
+    return node
+
+
+def parse_keys(
+    raw: Mapping[str, Any],
+    keys: tuple[Key, ...],
+    where: str,
+    section: str,
+    env: Mapping[str, str],
+    base_dir: Path,
+    ignore: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """Values for `keys` from `raw`, the environment and `<key>_file` indirections."""
+    known = {k.name for k in keys} | {f"{k.name}_file" for k in keys if k.secret} | ignore
+    for name in raw:
+        if name not in known:
+            raise ConfigError(f"{where}: [{section}] {name}: unknown key")
+    values: dict[str, Any] = {}
+    for key in keys:
+        label = f"[{section}] {key.name}"
+        value: Any = raw.get(key.name, REQUIRED)
+        if key.secret and f"{key.name}_file" in raw:
+            value = _read_secret_file(raw[f"{key.name}_file"], base_dir, f"{where}: {label}_file")
+        elif key.secret and key.name in raw:
+            log.warning("%s: %s holds a secret in the file; prefer %s or %s_file",
+                        where, label, key.env or "the environment", key.name)
+        if key.env and env.get(key.env) not in (None, ""):
+            value = env[key.env]
+            label = f"{key.env} ({label})"
+        if value is REQUIRED:
+            if key.default is REQUIRED:
+                hint = f" (or set {key.env})" if key.env else ""
+                raise ConfigError(f"{where}: {label}: missing{hint}")
+            values[key.name] = key.default if key.default is None else key.parse(key.default)
+            continue
+        try:
+            values[key.name] = key.parse(value)
+        except ValueProblem as e:
+            raise ConfigError(f"{where}: {label}: {e}") from None
+    return values
+
+
+def _read_secret_file(value: object, base_dir: Path, label: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{label}: expected a file path")
+    path = (base_dir / value).resolve()
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise ConfigError(f"{label}: cannot read {path}: {e.strerror}") from None
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> GatewayConfig:
+    env = os.environ if env is None else env
+    source = Path(path).resolve()
+    where = str(path)
+    data = read_file(source)
+    base_dir = source.parent
+    for name in data:
+        if name not in ("gateway", "auth", "session", "servers"):
+            raise ConfigError(f"{where}: [{name}]: unknown section")
+
+    gw = parse_keys(_section(data, "gateway", where), SECTIONS["gateway"], where, "gateway", env, base_dir)
+    auth = _load_auth(data, where, env, base_dir, gw["public_url"])
+    session = parse_keys(_section(data, "session", where), SECTIONS["session"], where, "session", env, base_dir)
+    servers = _load_servers(data.get("servers", []), where, env, base_dir)
+
+    state_dir = (base_dir / gw["state_dir"]).resolve()
+    return GatewayConfig(
+        source=source,
+        listen_host=gw["listen_host"],
+        listen_port=gw["listen_port"],
+        public_url=gw["public_url"],
+        policy_dir=(base_dir / gw["policy_dir"]).resolve(),
+        state_dir=state_dir,
+        login_app_url=gw["login_app_url"],
+        login_app_port=gw["login_app_port"],
+        max_body_bytes=gw["max_body_bytes"],
+        connect_timeout=gw["connect_timeout"],
+        response_timeout=gw["response_timeout"],
+        stream_idle_timeout=gw["stream_idle_timeout"],
+        tls_cert=str((base_dir / gw["tls_cert"]).resolve()) if gw["tls_cert"] else "",
+        tls_key=str((base_dir / gw["tls_key"]).resolve()) if gw["tls_key"] else "",
+        audit_log=state_dir / gw["audit_log"],
+        log_tool_arguments=gw["log_tool_arguments"],
+        auth=auth,
+        session=SessionConfig(**session),
+        servers=servers,
+        logging_level=_logging_level(env),
+    )
+
+
+def _logging_level(env: Mapping[str, str]) -> str:
+    level = env.get("LOGGING_LEVEL", "INFO").strip().upper() or "INFO"
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"LOGGING_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}")
+    return level
+
+
+def _load_auth(data: Mapping[str, Any], where: str, env: Mapping[str, str], base_dir: Path,
+               public_url: str) -> AuthConfig:
+    raw = _section(data, "auth", where)
+    values = parse_keys(raw, SECTIONS["auth"], where, "auth", env, base_dir,
+                        ignore=frozenset({"cognito", "okta", "generic", "local"}))
+    provider_type = values["provider_type"]
+    provider: dict[str, Any] = {}
+    if values["enabled"] and provider_type != "local":
+        section = f"auth.{provider_type}"
+        provider = parse_keys(_section(data, section, where), SECTIONS[section], where, section, env, base_dir)
+        if not provider.get("client_secret"):
+            env_name = next(k.env for k in SECTIONS[section] if k.name == "client_secret")
+            raise ConfigError(f"{where}: [{section}] client_secret: missing (set {env_name} or client_secret_file)")
+        _check_callback(provider, provider_type, public_url, where)
+        if provider_type == "generic" and not provider["issuer"] and not (
+            provider["authorize_url"] and provider["token_url"] and provider["jwks_url"]
+        ):
+            raise ConfigError(
+                f"{where}: [auth.generic]: set issuer (MCP_AUTH_ISSUER) for discovery, or all of "
+                "authorize_url, token_url and jwks_url"
+            )
+    accounts = _load_local_accounts(raw.get("local", {}), where, env, base_dir)
+    secret_key = values["secret_key"]
+    if values["enabled"]:
+        if not secret_key:
+            raise ConfigError("SECRET_KEY: missing; with auth enabled set a random value of at least "
+                              f"{MIN_SECRET_KEY_BYTES} bytes (e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`)")
+        if len(secret_key.encode()) < MIN_SECRET_KEY_BYTES:
+            raise ConfigError(f"SECRET_KEY: too short ({len(secret_key.encode())} bytes); "
+                              f"use at least {MIN_SECRET_KEY_BYTES}")
+    if bool(values["admin_user"]) != bool(values["admin_password"]):
+        raise ConfigError("ADMIN_USER/ADMIN_PASSWORD: set both or neither")
+    return AuthConfig(
+        enabled=values["enabled"],
+        provider_type=provider_type,
+        secret_key=secret_key,
+        admin_user=values["admin_user"],
+        admin_password=values["admin_password"],
+        groups_claim=values["groups_claim"],
+        leeway=values["leeway"],
+        provider=provider,
+        local_accounts=accounts,
+    )
+
+
+def _check_callback(provider: dict[str, Any], provider_type: str, public_url: str, where: str) -> None:
+    path = "/oauth/callback" if provider_type == "generic" else f"/oauth/callback/{provider_type}"
+    expected = public_url.rstrip("/") + path
+    if provider["callback_uri"] is None:
+        provider["callback_uri"] = expected
+    elif provider["callback_uri"] != expected:
+        raise ConfigError(
+            f"{where}: [auth.{provider_type}] callback_uri: {provider['callback_uri']!r} does not match the "
+            f"public URL; expected {expected!r} (the IdP must send browsers back to this gateway)"
+        )
+
+
+def _load_local_accounts(raw: Any, where: str, env: Mapping[str, str], base_dir: Path) -> tuple[LocalAccount, ...]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: [auth.local] must be a table")
+    for name in raw:
+        if name != "accounts":
+            raise ConfigError(f"{where}: [auth.local] {name}: unknown key")
+    entries = raw.get("accounts", [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where}: [[auth.local.accounts]] must be an array of tables")
+    accounts = []
+    for index, entry in enumerate(entries):
+        section = f"auth.local.accounts #{index + 1}"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where}: [{section}] must be a table")
+        values = parse_keys(entry, SECTIONS["auth.local.accounts"], where, section, {}, base_dir)
+        if not values["password_hash"].startswith("scrypt$"):
+            raise ConfigError(f"{where}: [{section}] password_hash: not a hash made by scripts/hash-password")
+        accounts.append(LocalAccount(**values))
+    names = [a.username for a in accounts]
+    if len(names) != len(set(names)):
+        raise ConfigError(f"{where}: [[auth.local.accounts]]: a username appears twice")
+    return tuple(accounts)
+
+
+def _load_servers(raw: Any, where: str, env: Mapping[str, str], base_dir: Path) -> tuple[ServerConfig, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: [[servers]] must be an array of tables")
+    servers: list[ServerConfig] = []
+    for index, entry in enumerate(raw):
+        label = f"servers #{index + 1}"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where}: [{label}] must be a table")
+        if isinstance(entry.get("name"), str):
+            label = f"servers {entry['name']}"
+        servers.append(server_from_mapping(entry, f"{where}: ", label, base_dir))
+    names = [s.name for s in servers]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"{where}: [[servers]] name: {', '.join(duplicates)} declared twice")
+    return tuple(servers)
+
+
+def server_from_mapping(entry: Mapping[str, Any], prefix: str, label: str, base_dir: Path) -> ServerConfig:
+    """A server entry from config or the registry API; raises ConfigError naming the key."""
+    values = parse_keys(entry, SECTIONS["servers"], prefix.rstrip(": ") or "server", label, {}, base_dir)
+    if bool(values["upstream_header"]) and not (values["upstream_value_env"] or values["upstream_value_file"]):
+        raise ConfigError(f"{prefix}[{label}] upstream_header: needs upstream_value_env or upstream_value_file")
+    return ServerConfig(**values)

@@ -1,0 +1,245 @@
+"""The configuration schema: every key of gateway.toml, its type, default, environment
+variable and meaning. `config.py` reads files with it and `scripts/config-reference`
+renders it into docs/configuration.md, so the two cannot drift apart."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+from urllib.parse import urlsplit
+
+from .durations import parse_duration
+
+REQUIRED = object()
+
+
+class ValueProblem(ValueError):
+    """A value that does not fit its key; the message says what was expected."""
+
+
+def as_str(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueProblem(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def as_nonempty_str(value: object) -> str:
+    text = as_str(value).strip()
+    if not text:
+        raise ValueProblem("must not be empty")
+    return text
+
+
+def as_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "1", "yes", "on"}:
+        return True
+    if isinstance(value, str) and value.strip().lower() in {"false", "0", "no", "off"}:
+        return False
+    raise ValueProblem(f"expected true or false, got {value!r}")
+
+
+def as_port(value: object) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ValueProblem(f"expected a port number 0-65535, got {value!r}")
+    return value
+
+
+def as_positive_int(value: object) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueProblem(f"expected a positive integer, got {value!r}")
+    return value
+
+
+def as_duration(value: object) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise ValueProblem(str(e)) from None
+
+
+def as_http_url(value: object) -> str:
+    text = as_nonempty_str(value)
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueProblem(f"expected an http:// or https:// URL, got {text!r}")
+    if parts.username or parts.password:
+        raise ValueProblem("credentials in a URL are not allowed; use the environment")
+    if parts.query or parts.fragment:
+        raise ValueProblem("a query string or fragment is not allowed here")
+    return text.rstrip("/")
+
+
+def as_optional_http_url(value: object) -> str | None:
+    if value in (None, ""):
+        return None
+    return as_http_url(value)
+
+
+def as_url_path(value: object) -> str:
+    text = as_nonempty_str(value)
+    if not text.startswith("/") or text.startswith("//") or any(c in text for c in "?#\\ \t\r\n"):
+        raise ValueProblem(f"expected an absolute path such as \"/sse\", got {text!r}")
+    if any(segment in (".", "..") for segment in text.split("/")):
+        raise ValueProblem(f"dot segments are not allowed in a path, got {text!r}")
+    return text
+
+
+def as_str_list(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(part for part in re.split(r"[\s,]+", value) if part)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueProblem("expected a list of strings")
+    return tuple(value)
+
+
+def one_of(*choices: str) -> Callable[[object], str]:
+    def parse(value: object) -> str:
+        text = as_str(value).strip().lower()
+        if text not in choices:
+            raise ValueProblem(f"expected one of {', '.join(choices)}, got {value!r}")
+        return text
+
+    return parse
+
+
+SERVER_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
+
+
+def as_server_name(value: object) -> str:
+    text = as_str(value)
+    if not SERVER_NAME.match(text):
+        raise ValueProblem(f"expected 1-64 characters of [a-z0-9_-], got {text!r}")
+    return text
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    parse: Callable[[object], object]
+    default: object = REQUIRED
+    help: str = ""
+    env: str | None = None
+    secret: bool = False  # read from the environment or a `<name>_file`; never shown
+
+
+GATEWAY_KEYS = (
+    Key("listen_host", as_nonempty_str, "0.0.0.0", "Address the proxy listens on."),
+    Key("listen_port", as_port, 7860, "Port the proxy listens on."),
+    Key("public_url", as_http_url, "http://localhost:7860",
+        "The origin browsers and MCP clients see; callbacks, cookies (Secure when https) and metadata derive from it."),
+    Key("policy_dir", as_nonempty_str, "policies", "Folder of policy files, read in name order."),
+    Key("state_dir", as_nonempty_str, "var",
+        "Folder for what the program writes: sessions.db, registry state, audit log, mitmproxy's confdir."),
+    Key("login_app_url", as_optional_http_url, None,
+        "URL of an external login app (several instances behind the proxy). Unset: the gateway starts and supervises its own."),
+    Key("login_app_port", as_port, 0, "Loopback port of the supervised login app; 0 picks a free one."),
+    Key("max_body_bytes", as_positive_int, 1048576,
+        "Largest MCP request body the gateway reads and inspects; larger bodies get 413."),
+    Key("connect_timeout", as_duration, "10s", "Time allowed to connect to an upstream before answering 502."),
+    Key("response_timeout", as_duration, "60s",
+        "Time allowed for an upstream to start answering (send response headers) before answering 504."),
+    Key("stream_idle_timeout", as_duration, "600s",
+        "An SSE or streamed response with no traffic for this long is closed (mitmproxy's tcp_timeout)."),
+    Key("tls_cert", as_str, "", "PEM certificate (with key, or see tls_key) for TLS on the listener; empty: plain HTTP."),
+    Key("tls_key", as_str, "", "PEM private key for tls_cert when it is a separate file."),
+    Key("audit_log", as_str, "audit.jsonl", "JSON-lines audit log, relative to state_dir."),
+    Key("log_tool_arguments", as_bool, False,
+        "Write tool argument values to logs and audit (off: they may carry service tokens)."),
+    Key("trusted_proxies", as_str_list, (), "Reserved: X-Forwarded-* are ignored unless the peer is listed here."),
+)
+
+AUTH_KEYS = (
+    Key("enabled", as_bool, True, "Require login on /api/*.", env="MCP_AUTH_ENABLED"),
+    Key("provider_type", one_of("cognito", "okta", "generic", "local"), "local",
+        "Identity provider for browser logins.", env="MCP_AUTH_PROVIDER_TYPE"),
+    Key("secret_key", as_str, None, "At least 32 bytes; signs the login transaction, encrypts refresh tokens.",
+        env="SECRET_KEY", secret=True),
+    Key("admin_user", as_str, None, "A local administrator (group mcp-admin).", env="ADMIN_USER"),
+    Key("admin_password", as_str, None, "Password of admin_user.", env="ADMIN_PASSWORD", secret=True),
+    Key("groups_claim", as_nonempty_str, "groups", "Claim holding group names (generic and Okta)."),
+    Key("leeway", as_duration, "60s", "Clock skew allowed when checking exp/nbf/iat."),
+)
+
+COGNITO_KEYS = (
+    Key("user_pool_id", as_nonempty_str, REQUIRED, "Cognito user pool id, e.g. eu-west-1_AbCdEf.",
+        env="MCP_AUTH_COGNITO_USER_POOL_ID"),
+    Key("client_id", as_nonempty_str, REQUIRED, "App client id.", env="MCP_AUTH_COGNITO_CLIENT_ID"),
+    Key("client_secret", as_str, None, "App client secret.", env="MCP_AUTH_COGNITO_CLIENT_SECRET", secret=True),
+    Key("callback_uri", as_optional_http_url, None, "Default: <public_url>/oauth/callback/cognito.",
+        env="MCP_AUTH_COGNITO_CALLBACK_URI"),
+    Key("region", as_nonempty_str, None, "AWS region; default: the prefix of user_pool_id.",
+        env="MCP_AUTH_COGNITO_REGION"),
+    Key("domain", as_optional_http_url, None, "Hosted-UI domain, e.g. https://auth.example.com.",
+        env="MCP_AUTH_COGNITO_DOMAIN"),
+    Key("endpoint_url", as_optional_http_url, None,
+        "Where JWKS and discovery are fetched (an emulator or private endpoint); iss stays the AWS one.",
+        env="MCP_AUTH_COGNITO_ENDPOINT_URL"),
+)
+
+OKTA_KEYS = (
+    Key("tenant_url", as_http_url, REQUIRED, "e.g. https://example.okta.com", env="MCP_AUTH_OKTA_TENANT_URL"),
+    Key("client_id", as_nonempty_str, REQUIRED, "OIDC app client id.", env="MCP_AUTH_OKTA_CLIENT_ID"),
+    Key("client_secret", as_str, None, "OIDC app client secret.", env="MCP_AUTH_OKTA_CLIENT_SECRET", secret=True),
+    Key("callback_uri", as_optional_http_url, None, "Default: <public_url>/oauth/callback/okta.",
+        env="MCP_AUTH_OKTA_CALLBACK_URI"),
+    Key("authorization_server", as_str, "", "Custom authorization server id (e.g. \"default\"); empty: the org server."),
+)
+
+GENERIC_KEYS = (
+    Key("client_id", as_nonempty_str, REQUIRED, "OAuth client id.", env="MCP_AUTH_CLIENT_ID"),
+    Key("client_secret", as_str, None, "OAuth client secret.", env="MCP_AUTH_CLIENT_SECRET", secret=True),
+    Key("issuer", as_optional_http_url, None, "Issuer; with only this set, endpoints come from OIDC discovery.",
+        env="MCP_AUTH_ISSUER"),
+    Key("authorize_url", as_optional_http_url, None, "Authorization endpoint.", env="MCP_AUTH_AUTHORIZE_URL"),
+    Key("token_url", as_optional_http_url, None, "Token endpoint.", env="MCP_AUTH_TOKEN_URL"),
+    Key("jwks_url", as_optional_http_url, None, "JWKS endpoint.", env="MCP_AUTH_JWKS_URL"),
+    Key("callback_uri", as_optional_http_url, None, "Default: <public_url>/oauth/callback.", env="MCP_AUTH_CALLBACK_URI"),
+    Key("scopes", as_str_list, ("openid", "email", "profile", "offline_access"), "Scopes asked of the IdP.",
+        env="MCP_AUTH_SCOPES"),
+)
+
+SESSION_KEYS = (
+    Key("store", as_nonempty_str, "sqlite:///sessions.db",
+        "sqlite:///PATH (relative to state_dir) or redis://host:port/db."),
+    Key("lifetime", as_duration, "8h", "Absolute session lifetime."),
+    Key("idle_timeout", as_duration, "1h", "A session unused this long ends."),
+    Key("refresh_interval", as_duration, "5m", "Group membership is re-read from the IdP this often."),
+)
+
+SERVER_KEYS = (
+    Key("name", as_server_name, REQUIRED, "[a-z0-9_-]; the {server} in paths and scopes."),
+    Key("url", as_http_url, REQUIRED, "Upstream base URL (http or https)."),
+    Key("sse_path", as_url_path, "/sse", "The upstream's SSE endpoint."),
+    Key("streamable_path", as_url_path, "/mcp", "The upstream's Streamable HTTP endpoint."),
+    Key("enabled", as_bool, True, "A disabled server answers 503."),
+    Key("description", as_str, "", "Shown in the registry."),
+    Key("verify_tls", as_bool, True, "Verify an https upstream's certificate."),
+    Key("ca_file", as_str, "", "CA bundle for an https upstream."),
+    Key("upstream_header", as_str, "", "Header added when forwarding to this server (e.g. Authorization)."),
+    Key("upstream_value_env", as_str, "", "Environment variable holding that header's value."),
+    Key("upstream_value_file", as_str, "", "File holding that header's value."),
+)
+
+LOCAL_ACCOUNT_KEYS = (
+    Key("username", as_nonempty_str, REQUIRED, "Login name."),
+    Key("password_hash", as_nonempty_str, REQUIRED, "scrypt hash printed by scripts/hash-password; never a plain password."),
+    Key("groups", as_str_list, (), "Groups of this account."),
+)
+
+SECTIONS: dict[str, tuple[Key, ...]] = {
+    "gateway": GATEWAY_KEYS,
+    "auth": AUTH_KEYS,
+    "auth.cognito": COGNITO_KEYS,
+    "auth.okta": OKTA_KEYS,
+    "auth.generic": GENERIC_KEYS,
+    "auth.local.accounts": LOCAL_ACCOUNT_KEYS,
+    "session": SESSION_KEYS,
+    "servers": SERVER_KEYS,
+}

@@ -1,0 +1,205 @@
+"""The server registry: the servers declared in gateway.toml, overridden by runtime changes.
+
+Runtime changes (toggle, edit, register, delete through the registry API) are written by
+the program, atomically, with tomli-w, to `<state_dir>/registry.toml`; a person's
+gateway.toml is never rewritten. Several gateway instances share the state file: each
+re-reads it when its modification time changes, so a toggle on one instance is seen by
+all of them within `check_interval`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import tempfile
+import threading
+import time
+import tomllib
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import tomli_w
+
+from .config import ConfigError, ServerConfig, server_from_mapping
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "registry.toml"
+EDITABLE_KEYS = frozenset({"url", "sse_path", "streamable_path", "enabled", "description", "verify_tls", "ca_file",
+                           "upstream_header", "upstream_value_env", "upstream_value_file"})
+
+
+class RegistryError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Registry:
+    def __init__(self, declared: tuple[ServerConfig, ...], state_dir: Path, base_dir: Path,
+                 check_interval: float = 1.0):
+        self._declared = {s.name: s for s in declared}
+        self._state_path = state_dir / STATE_FILE
+        self._base_dir = base_dir
+        self._check_interval = check_interval
+        self._lock = threading.Lock()
+        self._overrides: dict[str, dict[str, Any]] = {}
+        self._deleted: set[str] = set()
+        self._servers: dict[str, ServerConfig] = dict(self._declared)
+        self._stamp: tuple[int, int] | None = None
+        self._checked_at = 0.0
+        self.version = 0
+        self._reload(force=True)
+
+    # -- reading -------------------------------------------------------------
+
+    def get(self, name: str) -> ServerConfig | None:
+        self.refresh()
+        return self._servers.get(name)
+
+    def all(self) -> list[ServerConfig]:
+        self.refresh()
+        return sorted(self._servers.values(), key=lambda s: s.name)
+
+    def names(self) -> frozenset[str]:
+        self.refresh()
+        return frozenset(self._servers)
+
+    def refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._checked_at >= self._check_interval:
+            self._checked_at = now
+            self._reload()
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self._state_path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def _reload(self, force: bool = False) -> None:
+        stamp = self._file_stamp()
+        if not force and stamp == self._stamp:
+            return
+        with self._lock:
+            try:
+                overrides, deleted = self._read_state()
+                servers = self._merge(overrides, deleted)
+            except (OSError, tomllib.TOMLDecodeError, ConfigError, ValueError) as e:
+                # The last good registry stays in force; a broken state file must not open or close servers.
+                log.error("registry state %s unreadable, keeping the last good registry: %s", self._state_path, e)
+                self._stamp = stamp
+                return
+            self._overrides, self._deleted, self._servers, self._stamp = overrides, deleted, servers, stamp
+            self.version += 1
+
+    def _read_state(self) -> tuple[dict[str, dict[str, Any]], set[str]]:
+        if not self._state_path.exists():
+            return {}, set()
+        data = tomllib.loads(self._state_path.read_text(encoding="utf-8"))
+        overrides = data.get("servers", {})
+        deleted = data.get("deleted", [])
+        if not isinstance(overrides, dict) or not isinstance(deleted, list):
+            raise ValueError("expected [servers.<name>] tables and a deleted list")
+        return {str(k): dict(v) for k, v in overrides.items()}, {str(d) for d in deleted}
+
+    def _merge(self, overrides: Mapping[str, Mapping[str, Any]], deleted: set[str]) -> dict[str, ServerConfig]:
+        servers = {name: s for name, s in self._declared.items() if name not in deleted}
+        for name, fields in overrides.items():
+            base = asdict(servers[name]) if name in servers else {}
+            merged = {**base, **fields, "name": name}
+            servers[name] = server_from_mapping(merged, f"{self._state_path}: ", f"servers.{name}", self._base_dir)
+        return servers
+
+    # -- changing ------------------------------------------------------------
+
+    def set_enabled(self, name: str, enabled: bool) -> ServerConfig:
+        return self._change(name, {"enabled": enabled}, must_exist=True)
+
+    def edit(self, name: str, fields: Mapping[str, Any]) -> ServerConfig:
+        unknown = sorted(set(fields) - EDITABLE_KEYS)
+        if unknown:
+            raise RegistryError(400, f"not editable: {', '.join(unknown)}")
+        return self._change(name, dict(fields), must_exist=True)
+
+    def register(self, fields: Mapping[str, Any]) -> ServerConfig:
+        name = fields.get("name")
+        unknown = sorted(set(fields) - EDITABLE_KEYS - {"name"})
+        if unknown:
+            raise RegistryError(400, f"unknown keys: {', '.join(unknown)}")
+        server = self._validate(dict(fields), label="new server")
+        if self.get(server.name) is not None:
+            raise RegistryError(409, f"server {name!r} already exists")
+        return self._change(server.name, {k: v for k, v in fields.items() if k != "name"}, must_exist=False)
+
+    def delete(self, name: str) -> None:
+        with self._lock, self._file_lock():
+            self._reload_locked()
+            if name not in self._servers:
+                raise RegistryError(404, f"unknown server {name!r}")
+            overrides = dict(self._overrides)
+            overrides.pop(name, None)
+            deleted = set(self._deleted)
+            if name in self._declared:
+                deleted.add(name)
+            self._write(overrides, deleted)
+
+    def _validate(self, fields: dict[str, Any], label: str) -> ServerConfig:
+        try:
+            return server_from_mapping(fields, "", label, self._base_dir)
+        except ConfigError as e:
+            raise RegistryError(400, str(e)) from None
+
+    def _change(self, name: str, fields: dict[str, Any], must_exist: bool) -> ServerConfig:
+        with self._lock, self._file_lock():
+            self._reload_locked()
+            current = self._servers.get(name)
+            if must_exist and current is None:
+                raise RegistryError(404, f"unknown server {name!r}")
+            base = asdict(current) if current else {"name": name}
+            server = self._validate({**base, **fields}, label=f"servers.{name}")
+            overrides = dict(self._overrides)
+            overrides[name] = {**overrides.get(name, {}), **fields}
+            deleted = set(self._deleted) - {name}
+            self._write(overrides, deleted)
+            return replace(server)
+
+    @contextlib.contextmanager
+    def _file_lock(self):
+        # Several gateway processes share the state file: serialise read-modify-write.
+        self._state_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._state_path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _reload_locked(self) -> None:
+        overrides, deleted = self._read_state()
+        self._servers = self._merge(overrides, deleted)
+        self._overrides, self._deleted = overrides, deleted
+
+    def _write(self, overrides: dict[str, dict[str, Any]], deleted: set[str]) -> None:
+        servers = self._merge(overrides, deleted)
+        document = {"servers": overrides, "deleted": sorted(deleted)}
+        self._state_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".registry-", suffix=".toml", dir=self._state_path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(b"# Written by the MCP Gateway's registry API. Do not edit while it runs.\n")
+                tomli_w.dump(document, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self._state_path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self._overrides, self._deleted, self._servers = overrides, deleted, servers
+        self._stamp = self._file_stamp()
+        self.version += 1
