@@ -348,7 +348,7 @@ def _load_servers(raw: Any, where: str, env: Mapping[str, str], base_dir: Path) 
         if not isinstance(entry, Mapping):
             raise ConfigError(f"{where}: [{label}] must be a table")
         if isinstance(entry.get("name"), str):
-            label = f"servers {entry['name']}"
+            label = f'servers "{entry["name"]}"'
         servers.append(server_from_mapping(entry, f"{where}: ", label, base_dir))
     names = [s.name for s in servers]
     duplicates = sorted({n for n in names if names.count(n) > 1})

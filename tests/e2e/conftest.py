@@ -1,0 +1,52 @@
+"""Shared real processes for the end-to-end tests: upstream MCP servers built with the
+`mcp` SDK, and the gateway (`mitmdump -s addons/gateway.py`) in front of them."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.gateway import run_gateway, server_entry
+from tests.support.processes import free_port
+from tests.support.recorder import recording_upstream
+from tests.support.upstreams import mcp_upstream
+
+
+@pytest.fixture(scope="session")
+def upstream_sse_answers(tmp_path_factory):
+    with mcp_upstream(tmp_path_factory.mktemp("up-sse"), name="currenttime") as upstream:
+        yield upstream
+
+
+@pytest.fixture(scope="session")
+def upstream_json_answers(tmp_path_factory):
+    with mcp_upstream(tmp_path_factory.mktemp("up-json"), name="currenttime-json", json_response=True) as upstream:
+        yield upstream
+
+
+@pytest.fixture(scope="session")
+def upstream_foo(tmp_path_factory):
+    with mcp_upstream(tmp_path_factory.mktemp("up-foo"), name="foo") as upstream:
+        yield upstream
+
+
+@pytest.fixture(scope="session")
+def recorder():
+    with recording_upstream() as rec:
+        yield rec
+
+
+@pytest.fixture(scope="session")
+def open_gateway(tmp_path_factory, upstream_sse_answers, upstream_json_answers, upstream_foo, recorder):
+    """A gateway with authentication off (MCP_AUTH_ENABLED=false): the data plane alone."""
+    servers = [
+        server_entry("currenttime", upstream_sse_answers.url),
+        server_entry("currenttime-json", upstream_json_answers.url),
+        server_entry("foo", upstream_foo.url),
+        server_entry("foobar", upstream_sse_answers.url),
+        server_entry("off", upstream_sse_answers.url, enabled=False),
+        server_entry("down", f"http://127.0.0.1:{free_port()}"),
+        server_entry("recorder", recorder.url),
+    ]
+    with run_gateway(tmp_path_factory.mktemp("gw-open"), servers, extra_scripts=["tests/support/faults.py"],
+                     env={"MCP_AUTH_ENABLED": "false"}) as gw:
+        yield gw
