@@ -1,14 +1,17 @@
 """The gateway's addons, in the order mitmproxy runs them:
-settings → route → (identify → authorize → registry API) → forward → audit."""
+settings → route → identify → bind MCP sessions → forward → audit, plus the login app's supervisor."""
 
 from __future__ import annotations
 
 from . import error_pages
 from .auditor import Auditor
 from .forwarder import Forwarder
+from .identify import Identify
 from .router import Router
 from .runtime import Runtime
+from .session_binding import SessionBinding
 from .settings import Settings
+from .supervisor import LoginAppSupervisor
 
 
 def build_chain() -> list[object]:
@@ -17,6 +20,9 @@ def build_chain() -> list[object]:
     return [
         Settings(runtime),
         Router(runtime),
+        Identify(runtime),
+        SessionBinding(runtime),
         Forwarder(runtime),
         Auditor(runtime),
+        LoginAppSupervisor(runtime),
     ]

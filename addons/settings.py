@@ -8,6 +8,7 @@ unconfigured, so the sentinel refuses traffic rather than run on a half-read con
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
@@ -16,6 +17,7 @@ from mitmproxy import ctx, exceptions
 
 from mcp_gateway.config import ConfigError, load_config
 from mcp_gateway.registry import Registry
+from mcp_gateway.services import session_store_for
 
 from . import sentinel
 from .runtime import Runtime
@@ -46,7 +48,8 @@ class Settings:
             config = load_config(ctx.options.gateway_config)
             config.state_dir.mkdir(parents=True, exist_ok=True)
             registry = Registry(config.servers, config.state_dir, config.source.parent)
-        except (ConfigError, OSError) as e:
+            store = session_store_for(config) if config.auth.enabled else None
+        except (ConfigError, OSError, ValueError) as e:
             self.runtime.config = None
             self.runtime.registry = None
             log.error("gateway configuration error: %s", e)
@@ -57,12 +60,24 @@ class Settings:
         logging.getLogger("addons").setLevel(config.logging_level)
         self.runtime.config = config
         self.runtime.registry = registry
+        if store is not None:
+            self.runtime.services["store"] = store
         if self.runtime.login_app_url is None or config.login_app_url:
             self.runtime.login_app_url = config.login_app_url
         # confdir must be set before mitmproxy's TLS addon creates its CA at `running`.
         ctx.options.update(confdir=str(config.state_dir / "mitmproxy"))
         if self._is_running:
             self._apply_mode()
+
+    def done(self) -> None:
+        # Sync on purpose: mitmproxy calls `done` synchronously when a hot reload removes the
+        # script's addons, and an async hook there aborts the reload watcher for good.
+        store = self.runtime.services.pop("store", None)
+        if store is not None:
+            try:
+                asyncio.get_running_loop().create_task(store.close())
+            except RuntimeError:
+                pass
 
     def running(self) -> None:
         self._is_running = True

@@ -114,7 +114,7 @@ SERVER_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
 
 def as_server_name(value: object) -> str:
     text = as_str(value)
-    if not SERVER_NAME.match(text):
+    if not SERVER_NAME.fullmatch(text):
         raise ValueProblem(f"expected 1-64 characters of [a-z0-9_-], got {text!r}")
     return text
 

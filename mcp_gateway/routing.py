@@ -92,7 +92,7 @@ def route(target: str) -> Route | None:
 
 
 def _server_name(segment: str) -> str:
-    if not SERVER_NAME.match(segment):
+    if not SERVER_NAME.fullmatch(segment):
         raise RouteError(400, "server name must be 1-64 characters of [a-z0-9_-]")
     return segment
 

@@ -50,3 +50,42 @@ def open_gateway(tmp_path_factory, upstream_sse_answers, upstream_json_answers, 
     with run_gateway(tmp_path_factory.mktemp("gw-open"), servers, extra_scripts=["tests/support/faults.py"],
                      env={"MCP_AUTH_ENABLED": "false"}) as gw:
         yield gw
+
+
+ADMIN_PASSWORD = "admin-password-for-tests"
+BOB_PASSWORD = "bob-password-for-tests"
+
+
+def local_accounts() -> dict:
+    from mcp_gateway.passwords import hash_password
+    return {"accounts": [{"username": "bob", "password_hash": hash_password(BOB_PASSWORD), "groups": ["mcp-user"]}]}
+
+
+@pytest.fixture(scope="session")
+def auth_gateway(tmp_path_factory, upstream_sse_answers, upstream_json_answers, recorder):
+    """A gateway with local accounts: admin (ADMIN_USER/ADMIN_PASSWORD, group mcp-admin) and bob (mcp-user)."""
+    servers = [
+        server_entry("currenttime", upstream_sse_answers.url),
+        server_entry("currenttime-json", upstream_json_answers.url),
+        server_entry("recorder", recorder.url),
+    ]
+    with run_gateway(tmp_path_factory.mktemp("gw-auth"), servers,
+                     auth={"enabled": True, "provider_type": "local", "local": local_accounts()},
+                     env={"ADMIN_USER": "admin", "ADMIN_PASSWORD": ADMIN_PASSWORD}) as gw:
+        wait_for_login_app(gw)
+        yield gw
+
+
+def wait_for_login_app(gw, timeout: float = 30) -> None:
+    import time
+
+    import httpx
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{gw.url}/oauth/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"the login app did not come up:\n{gw.log[-3000:]}")

@@ -1,0 +1,80 @@
+"""The login app: a small Starlette application with its routing table in one place.
+
+It does the OAuth exchange and local logins, writes sessions to the shared store, and
+answers /oauth/me and /oauth/logout. The gateway's proxy forwards /oauth/* to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mcp_gateway.config import GatewayConfig, load_config
+
+from .context import LoginContext
+from .local_login import local_login
+from .pages import login_page, signed_in_page
+from .session_api import json_error, logout, me
+
+log = logging.getLogger(__name__)
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+ROUTES = [
+    Route("/oauth/login", login_page, methods=["GET"]),
+    Route("/oauth/login/local", local_login, methods=["POST"]),
+    Route("/oauth/logout", logout, methods=["POST"]),
+    Route("/oauth/me", me, methods=["GET"]),
+    Route("/oauth/session", signed_in_page, methods=["GET"]),
+    Route("/oauth/healthz", health, methods=["GET"]),
+]
+
+
+async def http_error(request: Request, exc: HTTPException) -> Response:
+    return json_error(exc.status_code, {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error"),
+                      exc.detail or "request refused")
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    log.exception("login app error on %s %s", request.method, request.url.path)
+    return json_error(500, "login_error", "the login app failed while handling this request")
+
+
+def create_app(config: GatewayConfig, extra_routes: list | None = None) -> Starlette:
+    login = LoginContext.build(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        from .providers import build_providers  # providers talk to IdPs: build them inside the running loop
+        login.providers.update(await build_providers(config))
+        try:
+            yield
+        finally:
+            await login.store.close()
+            for provider in login.providers.values():
+                close = getattr(provider, "aclose", None)
+                if close is not None:
+                    await close()
+
+    app = Starlette(
+        routes=[*ROUTES, *(extra_routes or [])],
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
+    app.state.login = login
+    return app
+
+
+def create_app_from_env() -> Starlette:
+    """For `uvicorn login_app:app`: the config file comes from MCP_GATEWAY_CONFIG (default gateway.toml)."""
+    return create_app(load_config(os.environ.get("MCP_GATEWAY_CONFIG", "gateway.toml")))

@@ -1,0 +1,73 @@
+"""What the login app's endpoints share, built once from the configuration."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.templating import Jinja2Templates
+
+from mcp_gateway.config import GatewayConfig
+from mcp_gateway.identity import Identity
+from mcp_gateway.policy_repository import PolicyRepository
+from mcp_gateway.registry import Registry
+from mcp_gateway.services import session_store_for
+from mcp_gateway.sessions import Session, SessionStore
+
+from .accounts import LocalAccounts
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+@dataclass
+class LoginContext:
+    config: GatewayConfig
+    store: SessionStore
+    accounts: LocalAccounts
+    policies: PolicyRepository
+    registry: Registry
+    providers: dict[str, object] = field(default_factory=dict)  # name -> OAuth provider (login_app.providers)
+
+    @classmethod
+    def build(cls, config: GatewayConfig) -> LoginContext:
+        return cls(
+            config=config,
+            store=session_store_for(config),
+            accounts=LocalAccounts.from_config(config.auth),
+            policies=PolicyRepository(config.policy_dir),
+            registry=Registry(config.servers, config.state_dir, config.source.parent),
+        )
+
+    def scopes_for(self, groups: tuple[str, ...], direct: tuple[str, ...] = ()) -> list[str]:
+        self.policies.poll()
+        policy = self.policies.current()
+        granted = set(policy.scopes_for(groups, self.registry.names()).scopes)
+        granted |= policy.direct_scopes(direct)
+        return sorted(granted)
+
+
+def context(request: Request) -> LoginContext:
+    return request.app.state.login
+
+
+def client_address(request: Request) -> str:
+    """The caller's address. X-Forwarded-For is believed only from a loopback peer — the
+    gateway's proxy, which overwrites any value the client sent."""
+    peer = request.client.host if request.client else ""
+    forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
+    try:
+        if forwarded and ipaddress.ip_address(peer).is_loopback:
+            return forwarded
+    except ValueError:
+        pass
+    return peer or "unknown"
+
+
+def identity_of(session: Session) -> Identity:
+    return Identity(subject=session.subject, username=session.username, provider=session.provider,
+                    groups=session.groups, direct_scopes=session.scopes, kind="session", session_id=session.id)

@@ -1,0 +1,38 @@
+"""The session cookie `mcp_gateway_session`, exactly as DESIGN §5 fixes it."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mcp_gateway.config import GatewayConfig
+from mcp_gateway.identity import SESSION_COOKIE
+from mcp_gateway.sessions import Session, SessionStore
+
+
+def set_session_cookie(response: Response, config: GatewayConfig, token: str) -> None:
+    response.set_cookie(
+        SESSION_COOKIE, token, max_age=int(config.session.lifetime), path="/",
+        httponly=True, samesite="lax", secure=config.secure_cookies,
+    )
+
+
+def clear_session_cookie(response: Response, config: GatewayConfig) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=config.secure_cookies)
+
+
+def session_token(request: Request) -> str | None:
+    """The cookie's token; None when absent or sent more than once (ambiguous: refuse)."""
+    values = []
+    for header in request.headers.getlist("cookie"):
+        for part in header.split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == SESSION_COOKIE:
+                values.append(value)
+    return values[0] if len(values) == 1 and values[0] else None
+
+
+async def current_session(request: Request, store: SessionStore) -> Session | None:
+    """The caller's live session, or None. Raises StoreUnavailable when the store cannot answer."""
+    token = session_token(request)
+    return await store.get(token) if token else None

@@ -1,0 +1,29 @@
+"""Who is calling: the value the identify step hands to the authorize step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SESSION_COOKIE = "mcp_gateway_session"
+
+
+@dataclass(frozen=True)
+class Identity:
+    subject: str
+    username: str
+    provider: str
+    groups: tuple[str, ...] = ()
+    direct_scopes: tuple[str, ...] = ()
+    kind: str = "session"          # "session" (cookie), "access" (gateway-issued token), "bearer" (IdP JWT), "anonymous"
+    session_id: str | None = None  # the store's id (a hash), never the token
+    client_id: str | None = None
+    resources: tuple[str, ...] = ()
+
+    @property
+    def owner(self) -> str:
+        """The key MCP sessions are bound to: the same person, whichever session they use."""
+        return f"{self.provider}:{self.subject}"
+
+
+# With authentication switched off (MCP_AUTH_ENABLED=false) every caller is this one.
+ANONYMOUS = Identity(subject="anonymous", username="anonymous", provider="none", kind="anonymous")

@@ -1,0 +1,21 @@
+"""Logging in through the gateway's real login app, as a browser form post would."""
+
+from __future__ import annotations
+
+import httpx
+
+from mcp_gateway.identity import SESSION_COOKIE
+
+
+def login_local(base_url: str, username: str, password: str, next_path: str = "/oauth/me") -> str:
+    response = httpx.post(f"{base_url}/oauth/login/local",
+                          data={"username": username, "password": password, "next": next_path},
+                          headers={"origin": base_url}, timeout=15)
+    assert response.status_code == 303, f"login failed: {response.status_code} {response.text[:300]}"
+    token = response.cookies.get(SESSION_COOKIE)
+    assert token, "no session cookie set"
+    return token
+
+
+def cookie_header(token: str) -> dict[str, str]:
+    return {"cookie": f"{SESSION_COOKIE}={token}"}
