@@ -42,6 +42,8 @@ class Auditor:
         found = flow.metadata.get(ROUTE)
         started = flow.metadata.get(STARTED)
         status = flow.response.status_code if flow.response else 502
+        if decision.get("decision") == "refused" and decision.get("status"):
+            status = decision["status"]  # e.g. a refused SSE call answered on the stream, not by this POST
         identity = flow.metadata.get(IDENTITY)
         record = {
             "ts": round(time.time(), 3),
@@ -60,6 +62,8 @@ class Auditor:
         }
         if flow.error:
             record["error"] = str(flow.error.msg)[:200]
+        if "arguments" in decision:
+            record["arguments"] = decision["arguments"]
         log.info("access %(decision)s user=%(user)s server=%(server)s method=%(method)s tool=%(tool)s "
                  "scope=%(scope)s status=%(status)s latency_ms=%(latency_ms)s path=%(path)s reason=%(reason)s",
                  record)

@@ -1,12 +1,15 @@
 """The gateway's addons, in the order mitmproxy runs them:
-settings → route → identify → bind MCP sessions → forward → audit, plus the login app's supervisor."""
+settings → route → identify → bind MCP sessions → authorize → registry API → forward → audit,
+plus the login app's supervisor."""
 
 from __future__ import annotations
 
 from . import error_pages
 from .auditor import Auditor
+from .authorizer import Authorizer
 from .forwarder import Forwarder
 from .identify import Identify
+from .registry_api import RegistryApi
 from .router import Router
 from .runtime import Runtime
 from .session_binding import SessionBinding
@@ -17,11 +20,14 @@ from .supervisor import LoginAppSupervisor
 def build_chain() -> list[object]:
     error_pages.install()
     runtime = Runtime()
+    authorizer = Authorizer(runtime)
     return [
         Settings(runtime),
         Router(runtime),
         Identify(runtime),
         SessionBinding(runtime),
+        authorizer,
+        RegistryApi(runtime, authorizer.scopes_of),
         Forwarder(runtime),
         Auditor(runtime),
         LoginAppSupervisor(runtime),

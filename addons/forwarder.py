@@ -19,7 +19,7 @@ from mcp_gateway.upstream import upstream_target
 from .failclosed import APPROVED, refuse_on_error
 from .router import ROUTE, SERVER, refuse
 from .runtime import Runtime
-from .sse_stream import SseTransformer
+from .sse_stream import SSE_MESSAGE_FILTER, SseTransformer
 from .upstream_credentials import upstream_credential
 
 log = logging.getLogger(__name__)
@@ -101,8 +101,8 @@ class Forwarder:
             return  # small pages and JSON: buffered, so mitmweb shows them whole
         found: Route = flow.metadata[ROUTE]
         content_type = flow.response.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type == "text/event-stream" and found.area is Area.SSE:
-            flow.response.stream = SseTransformer(flow.metadata[SERVER], flow)
+        if content_type == "text/event-stream" and (found.area is Area.SSE or SSE_MESSAGE_FILTER in flow.metadata):
+            flow.response.stream = SseTransformer(flow.metadata[SERVER], flow, rewrite_endpoint=found.area is Area.SSE)
         elif flow.metadata.get("gateway.buffer_response"):
             return  # an addon needs the whole body (e.g. to filter a tools/list answer)
         else:

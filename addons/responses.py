@@ -8,7 +8,7 @@ from mitmproxy import http
 
 REASONS = {
     400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-    409: "conflict", 411: "length_required", 413: "payload_too_large", 414: "uri_too_long", 429: "too_many_requests",
+    409: "conflict", 411: "length_required", 413: "payload_too_large", 414: "uri_too_long", 415: "unsupported_media_type", 429: "too_many_requests",
     500: "gateway_error", 502: "bad_gateway", 503: "unavailable", 504: "gateway_timeout",
 }
 

@@ -25,7 +25,9 @@ SEEN = "gateway.seen"
 
 
 def refuse(flow: http.HTTPFlow, status: int, message: str, headers: dict[str, str] | None = None, **extra) -> None:
-    flow.metadata["gateway.decision"] = {"decision": "refused", "status": status, "reason": message}
+    earlier = flow.metadata.get("gateway.decision") or {}
+    kept = {k: earlier[k] for k in ("scope", "method", "tool") if earlier.get(k)} if earlier.get("decision") == "refused" else {}
+    flow.metadata["gateway.decision"] = {**kept, "decision": "refused", "status": status, "reason": message}
     flow.response = json_response(status, message, headers, **extra)
 
 

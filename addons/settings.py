@@ -16,6 +16,8 @@ from pathlib import Path
 from mitmproxy import ctx, exceptions
 
 from mcp_gateway.config import ConfigError, load_config
+from mcp_gateway.policy_loader import PolicyError
+from mcp_gateway.policy_repository import PolicyRepository
 from mcp_gateway.registry import Registry
 from mcp_gateway.services import session_store_for
 
@@ -49,19 +51,18 @@ class Settings:
             config.state_dir.mkdir(parents=True, exist_ok=True)
             registry = Registry(config.servers, config.state_dir, config.source.parent)
             store = session_store_for(config) if config.auth.enabled else None
+            policies = PolicyRepository(config.policy_dir)
+        except PolicyError as e:
+            return self._fail(f"[gateway] policy_dir: {' '.join(str(e).split())}")
         except (ConfigError, OSError, ValueError) as e:
-            self.runtime.config = None
-            self.runtime.registry = None
-            log.error("gateway configuration error: %s", e)
-            if self._is_running:
-                raise exceptions.OptionsError(f"gateway configuration error: {e}") from None
-            return
+            return self._fail(str(e))
         logging.getLogger("mcp_gateway").setLevel(config.logging_level)
         logging.getLogger("addons").setLevel(config.logging_level)
         self.runtime.config = config
         self.runtime.registry = registry
         if store is not None:
             self.runtime.services["store"] = store
+        self.runtime.services["policies"] = policies
         if self.runtime.login_app_url is None or config.login_app_url:
             self.runtime.login_app_url = config.login_app_url
         # confdir must be set before mitmproxy's TLS addon creates its CA at `running`.
@@ -78,6 +79,14 @@ class Settings:
                 asyncio.get_running_loop().create_task(store.close())
             except RuntimeError:
                 pass
+
+    def _fail(self, problem: str) -> None:
+        # Unconfigured, the Router and the sentinel refuse every request.
+        self.runtime.config = None
+        self.runtime.registry = None
+        log.error("gateway configuration error: %s", problem)
+        if self._is_running:
+            raise exceptions.OptionsError(f"gateway configuration error: {problem}")
 
     def running(self) -> None:
         self._is_running = True

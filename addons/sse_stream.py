@@ -23,19 +23,22 @@ log = logging.getLogger(__name__)
 
 SSE_MESSAGE_FILTER = "gateway.sse_message_filter"   # callable(SseEvent) -> SseEvent | None, set by other addons
 SSE_SESSION_OPENED = "gateway.sse_session_opened"   # callable(session_id) -> bool (False: refuse the stream)
+SSE_SESSION_ID = "gateway.sse_session_id"           # the session id the endpoint event announced
+SSE_CLOSED = "gateway.sse_closed"                   # callable() run when the stream ends
 
 
 class MessageFilter(Protocol):
-    def __call__(self, event: SseEvent) -> SseEvent | None: ...
+    def __call__(self, event: SseEvent) -> SseEvent | list[SseEvent]: ...
 
 
 class SseTransformer:
-    def __init__(self, server: ServerConfig, flow: http.HTTPFlow):
+    def __init__(self, server: ServerConfig, flow: http.HTTPFlow, rewrite_endpoint: bool = True):
         self.server = server
         self.flow = flow
         self.splitter = SseEventSplitter()
         self.dead = False
-        self.endpoint_seen = False
+        # Only the SSE transport's stream announces an endpoint; elsewhere it is an ordinary event.
+        self.endpoint_seen = not rewrite_endpoint
 
     def __call__(self, chunk: bytes) -> bytes:
         # An exception here would take down mitmproxy's connection handler: fail closed
@@ -50,6 +53,9 @@ class SseTransformer:
         if self.dead:
             return b""
         if chunk == b"":
+            on_close = self.flow.metadata.get(SSE_CLOSED)
+            if on_close is not None:
+                on_close()
             return self.splitter.flush()
         try:
             events = self.splitter.feed(chunk)
@@ -71,7 +77,8 @@ class SseTransformer:
                 if event.event == "message":
                     changed = message_filter(event)
                     if changed is not event:
-                        out += changed.serialize() if changed is not None else b""
+                        for replacement in changed if isinstance(changed, list) else [changed]:
+                            out += replacement.serialize()
                         continue
             out += raw
         return bytes(out)
@@ -85,6 +92,7 @@ class SseTransformer:
         self.endpoint_seen = True
         on_session = self.flow.metadata.get(SSE_SESSION_OPENED)
         session_id = session_id_from_query(event.data.partition("?")[2])
+        self.flow.metadata[SSE_SESSION_ID] = session_id
         if on_session is not None and not on_session(session_id):
             return None
         return event.serialize()

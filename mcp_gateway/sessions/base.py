@@ -320,6 +320,17 @@ class SessionStore(ABC):
     async def take_once(self, key: str) -> str | None:
         """Atomically read and delete; None if absent or expired. Of concurrent takers, one wins."""
 
+    # -- plain values (registered OAuth clients, token families) ---------------------------
+
+    async def put(self, key: str, value: str, ttl: float) -> None:
+        """Keep `value` under `key` for `ttl` seconds, to be read with `get_value` any number of
+        times. Same key space as `put_once`: `take_once` removes such a value atomically."""
+        await self.put_once(key, value, ttl)
+
+    @abstractmethod
+    async def get_value(self, key: str) -> str | None:
+        """The value under `key` without taking it; None if absent or expired."""
+
     # -- lifecycle -------------------------------------------------------------------------
 
     @abstractmethod

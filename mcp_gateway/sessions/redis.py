@@ -159,6 +159,9 @@ class RedisSessionStore(SessionStore):
     async def take_once(self, key: str) -> str | None:
         return await self._call(self._redis.getdel(self._key("once", key_digest(key))))
 
+    async def get_value(self, key: str) -> str | None:
+        return await self._call(self._redis.get(self._key("once", key_digest(key))))
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def ping(self) -> None:

@@ -242,6 +242,16 @@ class SqliteSessionStore(SessionStore):
 
         return await self._run(take)
 
+    async def get_value(self, key: str) -> str | None:
+        digest = key_digest(key)
+
+        def read(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT value FROM once WHERE key = ? AND expires_at > ?",
+                               (digest, time.time())).fetchone()
+            return row[0] if row else None
+
+        return await self._run(read)
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def ping(self) -> None:

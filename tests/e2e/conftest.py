@@ -54,11 +54,23 @@ def open_gateway(tmp_path_factory, upstream_sse_answers, upstream_json_answers, 
 
 ADMIN_PASSWORD = "admin-password-for-tests"
 BOB_PASSWORD = "bob-password-for-tests"
+DANA_PASSWORD = "dana-password-for-tests"
+# Local accounts of the authenticated gateways, one per row of the scope table they exercise.
+ACCOUNTS = {
+    "bob": (BOB_PASSWORD, ["mcp-user"]),                                   # registry read only
+    "dana": (DANA_PASSWORD, ["mcp-server-currenttime"]),                   # read + execute on currenttime
+    "tina": ("tina-password-for-tests", ["mcp-server-currenttime-tool-current_time_by_timezone",
+                                         "mcp-server-currenttime-json-tool-current_time_by_timezone"]),
+    "rita": ("rita-password-for-tests", ["reader-currenttime"]),           # server read only (policies/ in tests)
+    "otto": ("otto-password-for-tests", ["mcp-server-recorder-toggle"]),
+    "eddy": ("eddy-password-for-tests", ["mcp-server-recorder-edit"]),
+}
 
 
 def local_accounts() -> dict:
     from mcp_gateway.passwords import hash_password
-    return {"accounts": [{"username": "bob", "password_hash": hash_password(BOB_PASSWORD), "groups": ["mcp-user"]}]}
+    return {"accounts": [{"username": name, "password_hash": hash_password(password), "groups": groups}
+                         for name, (password, groups) in ACCOUNTS.items()]}
 
 
 @pytest.fixture(scope="session")
@@ -69,11 +81,28 @@ def auth_gateway(tmp_path_factory, upstream_sse_answers, upstream_json_answers, 
         server_entry("currenttime-json", upstream_json_answers.url),
         server_entry("recorder", recorder.url),
     ]
-    with run_gateway(tmp_path_factory.mktemp("gw-auth"), servers,
-                     auth={"enabled": True, "provider_type": "local", "local": local_accounts()},
+    tmp = tmp_path_factory.mktemp("gw-auth")
+    with run_gateway(tmp, servers, auth={"enabled": True, "provider_type": "local", "local": local_accounts()},
+                     gateway={"policy_dir": str(test_policy_dir(tmp))},
                      env={"ADMIN_USER": "admin", "ADMIN_PASSWORD": ADMIN_PASSWORD}) as gw:
         wait_for_login_app(gw)
         yield gw
+
+
+def test_policy_dir(tmp) -> "Path":
+    """The shipped default policy plus one explicit mapping the tests need."""
+    import shutil
+    from pathlib import Path
+
+    from tests.support.processes import REPO
+    directory = Path(tmp) / "policies"
+    directory.mkdir(exist_ok=True)
+    shutil.copy(REPO / "policies" / "default.toml", directory / "default.toml")
+    (directory / "50-tests.toml").write_text('[groups]\n"reader-currenttime" = ["mcp:server:currenttime:read"]\n')
+    return directory
+
+
+test_policy_dir.__test__ = False  # a helper, not a test
 
 
 def wait_for_login_app(gw, timeout: float = 30) -> None:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from mcp_gateway.identity import SESSION_COOKIE
-from tests.e2e.conftest import ADMIN_PASSWORD, BOB_PASSWORD, local_accounts, wait_for_login_app
+from tests.e2e.conftest import ADMIN_PASSWORD, BOB_PASSWORD, DANA_PASSWORD, local_accounts, wait_for_login_app
 from tests.support.gateway import run_gateway, server_entry
 from tests.support.login import cookie_header, login_local
 from tests.support.mcp_clients import sse_session, streamable_session
@@ -110,7 +110,7 @@ def test_two_session_cookies_are_refused(auth_gateway):
 
 
 def test_logout_ends_the_session_at_once(auth_gateway):
-    token = login_local(auth_gateway.url, "bob", BOB_PASSWORD)
+    token = login_local(auth_gateway.url, "dana", DANA_PASSWORD)
     headers = cookie_header(token)
     assert httpx.post(auth_gateway.streamable_url("currenttime"), json=INIT, headers={**headers, **ACCEPT},
                       timeout=10).status_code == 200
@@ -219,7 +219,7 @@ def test_session_survives_a_gateway_restart_and_expires(tmp_path, upstream_sse_a
     kwargs = dict(auth=auth, session={"lifetime": "6s", "idle_timeout": "1h"}, config_dir=tmp_path / "cfg")
     with run_gateway(tmp_path, servers, **kwargs) as gw:
         wait_for_login_app(gw)
-        token = login_local(gw.url, "bob", BOB_PASSWORD)
+        token = login_local(gw.url, "dana", DANA_PASSWORD)
         port = gw.port
     with run_gateway(tmp_path, servers, port=port, **kwargs) as gw:
         response = httpx.post(gw.streamable_url("currenttime"), json=INIT,

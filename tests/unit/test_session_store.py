@@ -449,18 +449,41 @@ async def test_concurrent_take_once_has_exactly_one_winner(backend: Backend):
         assert taken.count("grant") == 1 and taken.count(None) == 15
 
 
+async def test_put_values_are_read_many_times_by_every_instance_until_they_expire(backend: Backend):
+    writer, reader = backend.open(), backend.open()
+    await writer.put("oauth-client:c1", '{"client_name": "a"}', 0.3)
+
+    assert await reader.get_value("oauth-client:c1") == '{"client_name": "a"}'
+    assert await reader.get_value("oauth-client:c1") == '{"client_name": "a"}'
+    assert await reader.get_value("never-put") is None
+    await writer.put("oauth-client:c1", "replaced", 0.3)
+    assert await reader.get_value("oauth-client:c1") == "replaced"
+    await asyncio.sleep(0.4)
+    assert await reader.get_value("oauth-client:c1") is None
+
+
+async def test_take_once_removes_a_put_value(backend: Backend):
+    store = backend.open()
+    await store.put("family-1", "alive", 10)
+
+    assert await store.take_once("family-1") == "alive"
+    assert await store.get_value("family-1") is None
+
+
 async def test_odd_keys_work_for_bind_hits_and_once(backend: Backend):
     store = backend.open()
     for key in ("é" * 1000, "\ud800", "", "k" * 100_000, "mcpgw:*"):
         assert await store.bind(key, "alice", 10) == "alice"
         assert await store.hit(key, 10) == 1
         await store.put_once(key, "v", 10)
+        assert await store.get_value(key) == "v"
         assert await store.take_once(key) == "v"
 
 
 async def test_ttls_must_be_positive(backend: Backend):
     store = backend.open()
-    for call in (lambda: store.bind("k", "o", 0), lambda: store.hit("k", -1), lambda: store.put_once("k", "v", 0)):
+    for call in (lambda: store.bind("k", "o", 0), lambda: store.hit("k", -1), lambda: store.put_once("k", "v", 0),
+                 lambda: store.put("k", "v", -1)):
         with pytest.raises(ValueError):
             await call()
 

@@ -1,0 +1,236 @@
+"""Authorize: the caller's scopes (from their groups, by the policy in force now) against
+what the request needs — per server, per MCP method, per tool.
+
+Every MCP POST body is read as JSON-RPC (single or batch); a body that cannot be read
+unambiguously is refused whole, and so is a batch with one forbidden call. The decision
+is one value (mcp_gateway.authz.Decision) that is rendered once: as the answer, the audit
+record and the mitmweb comment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import OrderedDict
+from typing import Any
+
+from mitmproxy import http
+
+from mcp_gateway.authz import (
+    Decision,
+    decide_mcp,
+    decide_mcp_connect,
+    filter_tools_list_result,
+    refused_unreadable,
+    tool_filter,
+)
+from mcp_gateway.identity import Identity
+from mcp_gateway.jsonrpc import JsonRpcRejected, RpcMessage, error_responses, parse_mcp_payload
+from mcp_gateway.routing import Area, Route
+from mcp_gateway.upstream import session_id_from_query
+
+from .failclosed import refuse_on_error
+from .identify import IDENTITY, resource_metadata_url
+from .router import ROUTE, refuse
+from .runtime import Runtime
+from .sse_answers import PendingAnswers, PendingRegistry, rewrite_answer
+from .sse_stream import SSE_CLOSED, SSE_MESSAGE_FILTER, SSE_SESSION_ID
+
+log = logging.getLogger(__name__)
+
+DECISION = "gateway.decision"
+SCOPES = "gateway.scopes"
+TOOLS_LIST_FILTER = "gateway.tools_list_filter"
+FORBIDDEN = -32003  # JSON-RPC error code for a call the caller's scopes do not allow
+POLICY_POLL_INTERVAL = 1.0
+
+
+def record(flow: http.HTTPFlow, decision: Decision, arguments: Any = None) -> None:
+    flow.metadata[DECISION] = {
+        "decision": "allowed" if decision.allowed else "refused",
+        "status": decision.status, "scope": decision.scope, "reason": decision.reason,
+        "method": decision.method, "tool": decision.tool,
+        **({"arguments": arguments} if arguments is not None else {}),
+    }
+
+
+class Authorizer:
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self.pending = PendingRegistry()
+        self._poller: asyncio.Task | None = None
+
+    # -- policy reloads ---------------------------------------------------------------------
+
+    def running(self) -> None:
+        if self._poller is None:
+            self._poller = asyncio.get_running_loop().create_task(self._poll_policies())
+
+    def done(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            self._poller = None
+
+    async def _poll_policies(self) -> None:
+        while True:
+            await asyncio.sleep(POLICY_POLL_INTERVAL)
+            policies = self.runtime.services.get("policies")
+            try:
+                if policies is not None and policies.changed():
+                    await asyncio.to_thread(policies.reload_if_changed)
+            except Exception:
+                log.exception("policy: reload check failed; the last good policy stays in force")
+
+    def scopes_of(self, identity: Identity) -> frozenset[str]:
+        policy = self.runtime.services["policies"].current()
+        assert self.runtime.registry is not None
+        granted = policy.scopes_for(identity.groups, self.runtime.registry.names()).scopes
+        return frozenset(granted | policy.direct_scopes(identity.direct_scopes))
+
+    # -- requests ---------------------------------------------------------------------------
+
+    @refuse_on_error
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live:
+            return
+        found: Route | None = flow.metadata.get(ROUTE)
+        identity: Identity | None = flow.metadata.get(IDENTITY)
+        if found is None or not found.is_mcp or identity is None:
+            return
+        if identity.kind == "anonymous":
+            return  # authentication is off: the data plane alone
+        scopes = self.scopes_of(identity)
+        flow.metadata[SCOPES] = scopes
+        method = flow.request.method
+        if method == "POST":
+            self._authorize_post(flow, found, scopes)
+        elif method in ("GET", "DELETE"):
+            decision = decide_mcp_connect(scopes, found.server)
+            record(flow, decision)
+            if not decision.allowed:
+                return self._refuse(flow, found, decision)
+            if method == "GET" and found.area is Area.SSE:
+                self._watch_sse_stream(flow, found)
+        else:
+            refuse(flow, 405, f"{method} is not an MCP method; use POST, GET or DELETE")
+
+    def _authorize_post(self, flow: http.HTTPFlow, found: Route, scopes: frozenset[str]) -> None:
+        assert self.runtime.config is not None
+        try:
+            payload = parse_mcp_payload(flow.request.raw_content or b"", self.runtime.config.max_body_bytes)
+        except JsonRpcRejected as e:
+            decision = refused_unreadable(e.reason, e.status)
+            record(flow, decision)
+            log.warning("access refused: unreadable MCP body for %s: %s", found.server, e.reason)
+            return refuse(flow, e.status, decision.reason)
+        messages = payload.messages
+        decision = decide_mcp(scopes, found.server, messages)
+        record(flow, decision, self._arguments(messages))
+        if not decision.allowed:
+            return self._refuse(flow, found, decision, messages, payload.batch)
+        allowed_tools = tool_filter(scopes, found.server)
+        if allowed_tools is None:
+            return
+        lists = [m for m in messages if m.kind == "request" and m.method == "tools/list"]
+        if not lists:
+            return
+        if found.area is Area.SSE:
+            session_id = session_id_from_query(found.query)
+            if session_id:
+                pending = self.pending.for_session(found.server, session_id)
+                for message in lists:
+                    pending.add_tool_filter(message.id, allowed_tools)
+        else:
+            flow.metadata[TOOLS_LIST_FILTER] = ({m.id for m in lists}, allowed_tools)
+            flow.metadata["gateway.buffer_response"] = True  # JSON answers are filtered whole in `response`
+
+    def _arguments(self, messages: list[RpcMessage]) -> Any:
+        config = self.runtime.config
+        if config is None or not config.log_tool_arguments:
+            return None
+        calls = [m.raw.get("params", {}).get("arguments") for m in messages if m.method == "tools/call"]
+        return calls or None
+
+    def _refuse(self, flow: http.HTTPFlow, found: Route, decision: Decision,
+                messages: list[RpcMessage] | None = None, batch: bool = False) -> None:
+        assert self.runtime.config is not None
+        log.warning("access refused: server=%s method=%s tool=%s missing scope %s", found.server,
+                    decision.method or flow.request.method, decision.tool or "-", decision.scope)
+        challenge = (f'Bearer error="insufficient_scope", scope="{decision.scope}", '
+                     f'resource_metadata="{resource_metadata_url(self.runtime.config.public_url, found)}"')
+        errors = error_responses(messages or [], FORBIDDEN, f"forbidden: {decision.reason}",
+                                 {"status": 403, "error": "insufficient_scope", "scope": decision.scope})
+        if errors and found.area is Area.SSE:
+            session_id = session_id_from_query(found.query)
+            if session_id:
+                # The SDK's SSE client ignores a refused POST: answer on the stream instead.
+                ping_id = self.pending.for_session(found.server, session_id).add_refusal(errors)
+                body = json.dumps({"jsonrpc": "2.0", "id": ping_id, "method": "ping"}).encode()
+                flow.request.content = body
+                return
+        if errors:
+            body = json.dumps(errors if batch else errors[0]).encode()
+            flow.response = http.Response.make(
+                403, body, {"content-type": "application/json", "www-authenticate": challenge, "cache-control": "no-store"})
+            return
+        refuse(flow, 403, decision.reason, {"www-authenticate": challenge}, scope=decision.scope)
+
+    def _watch_sse_stream(self, flow: http.HTTPFlow, found: Route) -> None:
+        def message_filter(event):
+            session_id = flow.metadata.get(SSE_SESSION_ID)
+            pending = self.pending.peek(found.server, session_id) if session_id else None
+            return rewrite_answer(event, pending)
+
+        def closed() -> None:
+            session_id = flow.metadata.get(SSE_SESSION_ID)
+            if session_id:
+                self.pending.drop(found.server, session_id)
+
+        flow.metadata[SSE_MESSAGE_FILTER] = message_filter
+        flow.metadata[SSE_CLOSED] = closed
+
+    # -- answers ----------------------------------------------------------------------------
+
+    @refuse_on_error
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        wanted = flow.metadata.get(TOOLS_LIST_FILTER)
+        if wanted is None or flow.response is None:
+            return
+        content_type = flow.response.headers.get("content-type", "")
+        if content_type.startswith("text/event-stream"):
+            ids, allowed = wanted
+            pending = PendingAnswers(tool_filters=OrderedDict((json.dumps(i), allowed) for i in ids))
+
+            def message_filter(event):
+                return rewrite_answer(event, pending)
+
+            flow.metadata[SSE_MESSAGE_FILTER] = message_filter
+
+    @refuse_on_error
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._forget_stream(flow)
+        wanted = flow.metadata.get(TOOLS_LIST_FILTER)
+        if wanted is None or flow.response is None or flow.response.stream:
+            return
+        if not flow.response.headers.get("content-type", "").startswith("application/json"):
+            return
+        ids, allowed = wanted
+        try:
+            document = json.loads(flow.response.content or b"null")
+        except ValueError:
+            return
+        if isinstance(document, list):
+            document = [filter_tools_list_result(m, allowed) if isinstance(m, dict) and m.get("id") in ids else m
+                        for m in document]
+        elif isinstance(document, dict) and document.get("id") in ids:
+            document = filter_tools_list_result(document, allowed)
+        flow.response.content = json.dumps(document).encode()
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._forget_stream(flow)
+
+    def _forget_stream(self, flow: http.HTTPFlow) -> None:
+        closed = flow.metadata.pop(SSE_CLOSED, None)
+        if closed is not None and flow.request.method == "GET":
+            closed()

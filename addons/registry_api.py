@@ -1,0 +1,162 @@
+"""The registry API, answered by the gateway itself:
+
+    GET    /api/servers              list (all with mcp:registry:read, else the readable ones)
+    GET    /api/servers/{s}          read
+    POST   /api/servers/{s}/toggle   enable/disable ({"enabled": bool}; no body flips it)
+    PUT    /api/servers/{s}          edit (PATCH too)
+    POST   /api/servers              register
+    DELETE /api/servers/{s}          delete
+
+Changes are written by mcp_gateway.registry to the state file, never to gateway.toml.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from mitmproxy import http
+
+from mcp_gateway.authz import decide_registry, readable_servers
+from mcp_gateway.config import ServerConfig
+from mcp_gateway.identity import Identity
+from mcp_gateway.registry import RegistryError
+from mcp_gateway.routing import Area, Route
+
+from .authorizer import record
+from .failclosed import refuse_on_error
+from .identify import IDENTITY
+from .responses import json_ok
+from .router import ROUTE, refuse
+from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+ACTIONS = {
+    ("collection", "GET"): "list",
+    ("collection", "POST"): "register",
+    ("entry", "GET"): "read",
+    ("entry", "PUT"): "edit",
+    ("entry", "PATCH"): "edit",
+    ("entry", "DELETE"): "delete",
+    ("toggle", "POST"): "toggle",
+}
+
+
+class RegistryApi:
+    def __init__(self, runtime: Runtime, scopes_of):
+        self.runtime = runtime
+        self.scopes_of = scopes_of
+
+    @refuse_on_error
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live:
+            return
+        found: Route | None = flow.metadata.get(ROUTE)
+        identity: Identity | None = flow.metadata.get(IDENTITY)
+        if found is None or identity is None:
+            return
+        if found.area is Area.API_OTHER:
+            return refuse(flow, 404, "no such API path")
+        if found.area is not Area.REGISTRY:
+            return
+        action = ACTIONS.get((found.action, flow.request.method))
+        if action is None:
+            return refuse(flow, 405, f"{flow.request.method} is not allowed on this registry path")
+        registry = self.runtime.registry
+        assert registry is not None
+        open_access = identity.kind == "anonymous"
+        scopes = frozenset() if open_access else self.scopes_of(identity)
+        if not open_access:
+            decision = decide_registry(scopes, action, found.server)
+            record(flow, decision)
+            if not decision.allowed:
+                log.warning("access refused: registry %s %s by %s: missing %s", action, found.server or "",
+                            identity.username, decision.scope)
+                return refuse(flow, 403, decision.reason, {
+                    "www-authenticate": f'Bearer error="insufficient_scope", scope="{decision.scope}"'},
+                    scope=decision.scope)
+        try:
+            flow.response = self._perform(flow, action, found.server, scopes, open_access)
+        except RegistryError as e:
+            refuse(flow, e.status, e.message)
+
+    def _perform(self, flow: http.HTTPFlow, action: str, name: str | None, scopes: frozenset[str],
+                 open_access: bool) -> http.Response:
+        registry = self.runtime.registry
+        assert registry is not None
+        if action == "list":
+            servers = registry.all()
+            visible = {s.name for s in servers} if open_access else readable_servers(scopes, [s.name for s in servers])
+            return json_ok({"servers": [self._entry(s) for s in servers if s.name in visible]})
+        if action == "read":
+            return json_ok(self._entry(self._existing(name)))
+        if action == "delete":
+            registry.delete(name)
+            log.info("registry: server %s deleted", name)
+            return json_ok({"deleted": name})
+        body = self._body(flow, required=action in ("register", "edit"))
+        if action == "toggle":
+            current = self._existing(name)
+            enabled = body.get("enabled", not current.enabled) if body else not current.enabled
+            if not isinstance(enabled, bool):
+                raise RegistryError(400, '"enabled" must be true or false')
+            server = registry.set_enabled(name, enabled)
+            log.info("registry: server %s %s", name, "enabled" if enabled else "disabled")
+            return json_ok(self._entry(server))
+        if action == "edit":
+            if "name" in body and body["name"] != name:
+                raise RegistryError(400, "a server cannot be renamed; register a new one")
+            server = registry.edit(name, {k: v for k, v in body.items() if k != "name"})
+            log.info("registry: server %s edited (%s)", name, ", ".join(sorted(body)))
+            return json_ok(self._entry(server))
+        server = registry.register(body)
+        log.info("registry: server %s registered -> %s", server.name, server.url)
+        return json_ok(self._entry(server), status=201)
+
+    def _existing(self, name: str | None) -> ServerConfig:
+        server = self.runtime.registry.get(name) if name and self.runtime.registry else None
+        if server is None:
+            raise RegistryError(404, f"unknown server {name!r}")
+        return server
+
+    @staticmethod
+    def _body(flow: http.HTTPFlow, required: bool) -> dict[str, Any]:
+        raw = flow.request.raw_content or b""
+        if not raw.strip():
+            if required:
+                raise RegistryError(400, "a JSON object body is required")
+            return {}
+        if not flow.request.headers.get("content-type", "").startswith("application/json"):
+            raise RegistryError(415 if required else 400, "send the body as application/json")
+        try:
+            body = json.loads(raw, object_pairs_hook=_no_duplicates)
+        except ValueError as e:
+            raise RegistryError(400, f"the body is not valid JSON: {e}") from None
+        if not isinstance(body, dict):
+            raise RegistryError(400, "the body must be a JSON object")
+        return body
+
+    def _entry(self, server: ServerConfig) -> dict[str, Any]:
+        public = self.runtime.config.public_url if self.runtime.config else ""
+        return {
+            "name": server.name,
+            "description": server.description,
+            "enabled": server.enabled,
+            "url": server.url,
+            "sse_path": server.sse_path,
+            "streamable_path": server.streamable_path,
+            "endpoints": {
+                "sse": f"{public}/api/execute/{server.name}/sse",
+                "streamable": f"{public}/api/streamable/{server.name}",
+            },
+            "upstream_header": server.upstream_header or None,
+        }
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        raise ValueError("duplicate keys")
+    return dict(pairs)
