@@ -1,5 +1,5 @@
 """The gateway's addons, in the order mitmproxy runs them:
-settings → route → identify → bind MCP sessions → authorize → registry API → forward → audit,
+settings → route → identify → bind MCP sessions → authorize → registry API → forward (with timeouts) → audit,
 plus the login app's supervisor."""
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ from .authorizer import Authorizer
 from .forwarder import Forwarder
 from .identify import Identify
 from .registry_api import RegistryApi
+from .resource_metadata import ResourceMetadata
 from .router import Router
 from .runtime import Runtime
 from .session_binding import SessionBinding
 from .settings import Settings
 from .supervisor import LoginAppSupervisor
+from .timeouts import UpstreamTimeouts
 
 
 def build_chain() -> list[object]:
@@ -24,11 +26,13 @@ def build_chain() -> list[object]:
     return [
         Settings(runtime),
         Router(runtime),
+        ResourceMetadata(runtime),
         Identify(runtime),
         SessionBinding(runtime),
         authorizer,
         RegistryApi(runtime, authorizer.scopes_of),
         Forwarder(runtime),
+        UpstreamTimeouts(runtime),
         Auditor(runtime),
         LoginAppSupervisor(runtime),
     ]

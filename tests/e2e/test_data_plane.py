@@ -210,3 +210,24 @@ async def test_client_disconnect_closes_the_upstream_stream(open_gateway, upstre
             await anyio.sleep(0.1)
     async with sse_session(open_gateway.sse_url("foo")) as client:
         assert "countdown" in tool_names(await client.list_tools())
+
+
+def test_a_slow_upstream_gets_a_clear_504(tmp_path):
+    from tests.support.gateway import run_gateway, server_entry
+    from tests.support.recorder import recording_upstream
+
+    with recording_upstream() as slow:
+        slow.delay = 4.0
+        with run_gateway(tmp_path, [server_entry("slow", slow.url)], env={"MCP_AUTH_ENABLED": "false"},
+                         gateway={"response_timeout": "1s", "connect_timeout": "1s"}) as gw:
+            started = time.monotonic()
+            response = httpx.post(gw.streamable_url("slow"), json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+                                  timeout=10)
+            elapsed = time.monotonic() - started
+            assert response.status_code == 504
+            assert response.json()["error"] == "gateway_timeout" and "'slow'" in response.json()["message"]
+            assert elapsed < 3.5, f"the 504 took {elapsed:.1f}s"
+            # the gateway keeps serving after a timeout
+            slow.delay = 0
+            assert httpx.post(gw.streamable_url("slow"), json={"jsonrpc": "2.0", "id": 2, "method": "ping"},
+                              timeout=10).status_code == 200
