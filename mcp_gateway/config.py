@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from .config_schema import (
     REQUIRED,
     SECTIONS,
+    SERVER_NAME,
     Key,
     ValueProblem,
 )
@@ -347,7 +348,7 @@ def _load_servers(raw: Any, where: str, env: Mapping[str, str], base_dir: Path) 
         label = f"servers #{index + 1}"
         if not isinstance(entry, Mapping):
             raise ConfigError(f"{where}: [{label}] must be a table")
-        if isinstance(entry.get("name"), str):
+        if isinstance(entry.get("name"), str) and SERVER_NAME.fullmatch(entry["name"]):
             label = f'servers "{entry["name"]}"'
         servers.append(server_from_mapping(entry, f"{where}: ", label, base_dir))
     names = [s.name for s in servers]

@@ -152,7 +152,6 @@ GATEWAY_KEYS = (
     Key("audit_log", as_str, "audit.jsonl", "JSON-lines audit log, relative to state_dir."),
     Key("log_tool_arguments", as_bool, False,
         "Write tool argument values to logs and audit (off: they may carry service tokens)."),
-    Key("trusted_proxies", as_str_list, (), "Reserved: X-Forwarded-* are ignored unless the peer is listed here."),
 )
 
 AUTH_KEYS = (
@@ -166,6 +165,13 @@ AUTH_KEYS = (
     Key("groups_claim", as_nonempty_str, "groups", "Claim holding group names (generic and Okta)."),
     Key("leeway", as_duration, "60s", "Clock skew allowed when checking exp/nbf/iat."),
 )
+
+# In each provider's section: which IdP-issued JWTs the proxy accepts as bearer tokens.
+BEARER_AUDIENCES = Key(
+    "bearer_audiences", as_str_list, (),
+    "Audiences accepted on IdP-issued bearer JWTs at /api/* (the `aud` claim; for Cognito access tokens the "
+    "`client_id` claim, e.g. the app clients of your agents). Empty: the gateway's own client_id.",
+    env="MCP_AUTH_BEARER_AUDIENCES")
 
 COGNITO_KEYS = (
     Key("user_pool_id", as_nonempty_str, REQUIRED, "Cognito user pool id, e.g. eu-west-1_AbCdEf.",
@@ -181,6 +187,7 @@ COGNITO_KEYS = (
     Key("endpoint_url", as_optional_http_url, None,
         "Where JWKS and discovery are fetched (an emulator or private endpoint); iss stays the AWS one.",
         env="MCP_AUTH_COGNITO_ENDPOINT_URL"),
+    BEARER_AUDIENCES,
 )
 
 OKTA_KEYS = (
@@ -190,6 +197,7 @@ OKTA_KEYS = (
     Key("callback_uri", as_optional_http_url, None, "Default: <public_url>/oauth/callback/okta.",
         env="MCP_AUTH_OKTA_CALLBACK_URI"),
     Key("authorization_server", as_str, "", "Custom authorization server id (e.g. \"default\"); empty: the org server."),
+    BEARER_AUDIENCES,
 )
 
 GENERIC_KEYS = (
@@ -203,6 +211,7 @@ GENERIC_KEYS = (
     Key("callback_uri", as_optional_http_url, None, "Default: <public_url>/oauth/callback.", env="MCP_AUTH_CALLBACK_URI"),
     Key("scopes", as_str_list, ("openid", "email", "profile", "offline_access"), "Scopes asked of the IdP.",
         env="MCP_AUTH_SCOPES"),
+    BEARER_AUDIENCES,
 )
 
 SESSION_KEYS = (
