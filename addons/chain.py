@@ -9,6 +9,7 @@ from .auditor import Auditor
 from .authorizer import Authorizer
 from .forwarder import Forwarder
 from .identify import Identify
+from .metrics import Metrics
 from .registry_api import RegistryApi
 from .resource_metadata import ResourceMetadata
 from .router import Router
@@ -34,5 +35,6 @@ def build_chain() -> list[object]:
         Forwarder(runtime),
         UpstreamTimeouts(runtime),
         Auditor(runtime),
+        Metrics(runtime),
         LoginAppSupervisor(runtime),
     ]

@@ -27,9 +27,16 @@ log = logging.getLogger(__name__)
 SESSION_COOKIE = "mcp_gateway_session"
 FORWARDED_TO = "gateway.forwarded_to"
 # Headers a client must never be able to set for the upstream: identity the gateway
-# asserts, and forwarding information the gateway itself writes.
-STRIPPED_PREFIXES = ("x-forwarded-", "x-user", "x-groups", "x-auth", "x-mcp-gateway-", "x-real-ip", "x-remote-")
-STRIPPED_HEADERS = ("authorization", "forwarded", "proxy-authorization", "origin")
+# asserts, and forwarding information the gateway itself writes. Also the identity headers
+# other front ends assert (an upstream deployed behind one may trust them: ALB, IAP, Azure,
+# Cloudflare Access, client certificates), and headers some frameworks read as the real path
+# or method, which would undo the decision made for this one.
+STRIPPED_PREFIXES = (
+    "x-forwarded-", "x-user", "x-groups", "x-auth", "x-mcp-gateway-", "x-real-ip", "x-remote-",
+    "x-amzn-oidc-", "x-goog-authenticated-", "x-goog-iap-", "x-ms-client-principal", "cf-access-",
+    "x-client-cert", "x-ssl-client", "x-original-", "x-http-method", "x-method-override",
+)
+STRIPPED_HEADERS = ("authorization", "forwarded", "proxy-authorization", "origin", "remote-user", "x-rewrite-url")
 
 
 class Forwarder:

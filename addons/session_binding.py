@@ -13,7 +13,7 @@ import logging
 
 from mitmproxy import http
 
-from mcp_gateway.routing import Area, Route
+from mcp_gateway.routing import Area, Route, RouteError
 from mcp_gateway.sessions import StoreUnavailable
 from mcp_gateway.upstream import session_id_from_query
 
@@ -46,7 +46,12 @@ class SessionBinding:
             return
         store = self.runtime.services["store"]
         if found.area is Area.SSE:
-            session_id = session_id_from_query(found.query)
+            try:
+                session_id = session_id_from_query(found.query)
+            except RouteError as e:
+                log.warning("auth: ambiguous MCP session id refused: user=%s %s %s: %s", identity.username,
+                            found.server, flow.request.method, e.message)
+                return refuse(flow, e.status, e.message)
             if session_id is None:
                 loop = asyncio.get_running_loop()
 

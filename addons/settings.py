@@ -12,10 +12,11 @@ import asyncio
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from mitmproxy import ctx, exceptions
 
-from mcp_gateway.config import ConfigError, load_config
+from mcp_gateway.config import ConfigError, GatewayConfig, load_config
 from mcp_gateway.policy_loader import PolicyError
 from mcp_gateway.policy_repository import PolicyRepository
 from mcp_gateway.registry import Registry
@@ -27,6 +28,26 @@ from .runtime import Runtime
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = "gateway.toml"
+
+
+def confdir_for(config: GatewayConfig) -> str:
+    return str(config.state_dir / "mitmproxy")
+
+
+def proxy_options(config: GatewayConfig) -> dict[str, Any]:
+    """The mitmproxy options the gateway runs with: applied in `running` under `mitmdump -s`,
+    set before start-up by addons/launcher.py. One place, so the two cannot disagree."""
+    # Nothing listens on port 1: whatever the gateway does not route explicitly cannot
+    # reach a real service, even if every addon were gone.
+    options: dict[str, Any] = {
+        "mode": [f"reverse:http://127.0.0.1:1@{config.listen_host}:{config.listen_port}"],
+        "connection_strategy": "lazy",
+        "tcp_timeout": max(1, int(config.stream_idle_timeout)),
+        "http2": bool(config.tls_cert),
+    }
+    if config.tls_cert:
+        options["certs"] = [f"*={config.tls_cert}"]
+    return options
 
 
 class Settings:
@@ -66,7 +87,7 @@ class Settings:
         if self.runtime.login_app_url is None or config.login_app_url:
             self.runtime.login_app_url = config.login_app_url
         # confdir must be set before mitmproxy's TLS addon creates its CA at `running`.
-        ctx.options.update(confdir=str(config.state_dir / "mitmproxy"))
+        ctx.options.update(confdir=confdir_for(config))
         if self._is_running:
             self._apply_mode()
 
@@ -96,21 +117,22 @@ class Settings:
     def _apply_mode(self) -> None:
         config = self.runtime.config
         assert config is not None
-        # Nothing listens on port 1: whatever the gateway does not route explicitly cannot
-        # reach a real service, even if every addon were gone.
-        spec = f"reverse:http://127.0.0.1:1@{config.listen_host}:{config.listen_port}"
-        updates: dict[str, object] = {
-            "connection_strategy": "lazy",
-            "tcp_timeout": max(1, int(config.stream_idle_timeout)),
-            "http2": bool(config.tls_cert),
-        }
-        if config.tls_cert:
-            updates["certs"] = [f"*={config.tls_cert}"]
-        if ctx.options.mode != [spec]:
-            updates["mode"] = [spec]
+        updates = proxy_options(config)
+        spec = updates["mode"]
+        if ctx.options.mode == spec:
+            del updates["mode"]
+        if "block_global" in ctx.options:
+            # mitmproxy refuses clients with public addresses by default (it guards against
+            # running an open forward proxy); a gateway exists to serve them.
+            updates["block_global"] = False
+        if "flow_detail" in ctx.options and ctx.options.flow_detail == 1:
+            # mitmdump's default per-flow lines print whole URLs (OAuth codes, session ids in
+            # queries); the gateway's access line, without the query, replaces them. An
+            # operator who asks for more (--set flow_detail=2+) gets mitmproxy's lines.
+            updates["flow_detail"] = 0
         ctx.options.update(**updates)
-        if self._applied_mode != [spec]:
-            self._applied_mode = [spec]
+        if self._applied_mode != spec:
+            self._applied_mode = spec
             log.info("MCP Gateway listening on %s:%d (public URL %s), config %s", config.listen_host,
                      config.listen_port, config.public_url, config.source)
             for server in self.runtime.registry.all() if self.runtime.registry else []:

@@ -86,12 +86,12 @@ class SseTransformer:
     def _rewrite_endpoint(self, event: SseEvent) -> bytes | None:
         try:
             event.data = public_endpoint(self.server, event.data)
+            session_id = session_id_from_query(event.data.partition("?")[2])
         except RouteError as e:
             log.error("server %s: %s", self.server.name, e.message)
             return None
         self.endpoint_seen = True
         on_session = self.flow.metadata.get(SSE_SESSION_OPENED)
-        session_id = session_id_from_query(event.data.partition("?")[2])
         self.flow.metadata[SSE_SESSION_ID] = session_id
         if on_session is not None and not on_session(session_id):
             return None

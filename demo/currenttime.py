@@ -5,6 +5,10 @@ HTTP at /mcp — with the SDK's default transport security (it refuses a Host ot
 its own loopback address, as any SDK server on loopback does).
 
     python -m demo.currenttime --port 8000
+    python -m demo.currenttime --host 0.0.0.0 --allowed-host currenttime:8000   # in a container
+
+`--allowed-host` adds a Host value the server accepts beside loopback, e.g. the compose
+service name the gateway reaches it by; the DNS-rebinding check stays on.
 """
 
 from __future__ import annotations
@@ -17,7 +21,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
+
+LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
 
 
 def build_server(name: str = "currenttime") -> MCPServer:
@@ -45,9 +53,19 @@ def build_server(name: str = "currenttime") -> MCPServer:
     return server
 
 
-def build_app(server: MCPServer, json_response: bool = False) -> Starlette:
-    sse = server.sse_app()
-    streamable = server.streamable_http_app(json_response=json_response)
+def transport_security(allowed_hosts: list[str]) -> TransportSecuritySettings | None:
+    """None keeps the SDK's loopback-only default; otherwise loopback plus `allowed_hosts`."""
+    if not allowed_hosts:
+        return None
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True,
+                                     allowed_hosts=[*LOOPBACK_HOSTS, *allowed_hosts],
+                                     allowed_origins=LOOPBACK_ORIGINS)
+
+
+def build_app(server: MCPServer, json_response: bool = False, allowed_hosts: list[str] | None = None) -> Starlette:
+    security = transport_security(allowed_hosts or [])
+    sse = server.sse_app(transport_security=security)
+    streamable = server.streamable_http_app(json_response=json_response, transport_security=security)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -63,8 +81,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--name", default="currenttime")
     parser.add_argument("--json-response", action="store_true", help="answer Streamable HTTP POSTs with JSON, not SSE")
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="HOST[:PORT]",
+                        help="a Host header to accept beside loopback (repeatable), e.g. currenttime:8000")
     args = parser.parse_args()
-    app = build_app(build_server(args.name), json_response=args.json_response)
+    app = build_app(build_server(args.name), json_response=args.json_response, allowed_hosts=args.allowed_host)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 

@@ -19,7 +19,9 @@ from starlette.routing import Route
 from mcp_gateway.config import GatewayConfig, load_config
 
 from .context import LoginContext
+from .facade import FACADE_ROUTES
 from .local_login import local_login
+from .oauth_flow import finish_login, start_login
 from .pages import login_page, signed_in_page
 from .session_api import json_error, logout, me
 
@@ -33,10 +35,14 @@ async def health(request: Request) -> Response:
 ROUTES = [
     Route("/oauth/login", login_page, methods=["GET"]),
     Route("/oauth/login/local", local_login, methods=["POST"]),
+    Route("/oauth/login/{provider}", start_login, methods=["GET"]),
+    Route("/oauth/callback", finish_login, methods=["GET"]),
+    Route("/oauth/callback/{provider}", finish_login, methods=["GET"]),
     Route("/oauth/logout", logout, methods=["POST"]),
     Route("/oauth/me", me, methods=["GET"]),
     Route("/oauth/session", signed_in_page, methods=["GET"]),
     Route("/oauth/healthz", health, methods=["GET"]),
+    *FACADE_ROUTES,
 ]
 
 

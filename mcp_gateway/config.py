@@ -119,6 +119,8 @@ class GatewayConfig:
     session: SessionConfig
     servers: tuple[ServerConfig, ...] = field(default=())
     logging_level: str = "INFO"
+    metrics_port: int = 0  # 0: no metrics listener
+    metrics_host: str = "127.0.0.1"
 
     @property
     def public_origin(self) -> str:
@@ -249,6 +251,8 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         session=SessionConfig(**session),
         servers=servers,
         logging_level=_logging_level(env),
+        metrics_port=gw["metrics_port"],
+        metrics_host=gw["metrics_host"],
     )
 
 
@@ -273,12 +277,12 @@ def _load_auth(data: Mapping[str, Any], where: str, env: Mapping[str, str], base
             env_name = next(k.env for k in SECTIONS[section] if k.name == "client_secret")
             raise ConfigError(f"{where}: [{section}] client_secret: missing (set {env_name} or client_secret_file)")
         _check_callback(provider, provider_type, public_url, where)
-        if provider_type == "generic" and not provider["issuer"] and not (
-            provider["authorize_url"] and provider["token_url"] and provider["jwks_url"]
-        ):
+        if provider_type == "generic" and not provider["issuer"]:
+            # ID tokens and bearer JWTs are checked against the issuer, so it is needed even
+            # when every endpoint is given explicitly.
             raise ConfigError(
-                f"{where}: [auth.generic]: set issuer (MCP_AUTH_ISSUER) for discovery, or all of "
-                "authorize_url, token_url and jwks_url"
+                f"{where}: [auth.generic] issuer: missing (set MCP_AUTH_ISSUER; with only the issuer set, "
+                "the endpoints come from OIDC discovery)"
             )
     accounts = _load_local_accounts(raw.get("local", {}), where, env, base_dir)
     secret_key = values["secret_key"]

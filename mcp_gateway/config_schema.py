@@ -152,6 +152,10 @@ GATEWAY_KEYS = (
     Key("audit_log", as_str, "audit.jsonl", "JSON-lines audit log, relative to state_dir."),
     Key("log_tool_arguments", as_bool, False,
         "Write tool argument values to logs and audit (off: they may carry service tokens)."),
+    Key("metrics_port", as_port, 0,
+        "Port of the Prometheus metrics listener, separate from the proxy's (never reachable through it); 0: off."),
+    Key("metrics_host", as_nonempty_str, "127.0.0.1",
+        "Address the metrics listener binds; keep it loopback or a private interface (0.0.0.0 in a container)."),
 )
 
 AUTH_KEYS = (

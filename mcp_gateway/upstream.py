@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import re
+import uuid
+from urllib.parse import unquote_plus, urlsplit
 
 from .config import ServerConfig
 from .routing import Area, Route, RouteError, check_path
@@ -42,9 +44,40 @@ def public_endpoint(server: ServerConfig, endpoint: str) -> str:
     return f"{public}?{parts.query}" if parts.query else public
 
 
+# The SSE session parameter of the Python SDK (`session_id`) and of the TypeScript SDK (`sessionId`).
+SESSION_PARAMETERS = ("session_id", "sessionId")
+_SESSION_VALUE = re.compile(r"[A-Za-z0-9-]{1,128}")
+
+
 def session_id_from_query(query: str) -> str | None:
+    """The SSE session a messages URL names, canonical; None when it names none.
+
+    Upstreams read the query their own way: percent-decoded names, the last of repeated
+    parameters (Starlette), `name[]` as an array (Express), and the Python SDK parses the
+    value with `UUID(hex=...)`, which ignores case, dashes, braces and a `urn:uuid:` prefix.
+    A query two readers could take for different sessions raises RouteError (400); the value
+    is canonicalised, so every spelling of one session binds to one owner.
+    """
+    values = []
     for pair in query.split("&"):
-        name, _, value = pair.partition("=")
-        if name == "session_id" and value:
-            return value
-    return None
+        raw_name, _, value = pair.partition("=")
+        name = unquote_plus(raw_name)
+        if name.split("[", 1)[0] not in SESSION_PARAMETERS:
+            continue
+        if name != raw_name or name not in SESSION_PARAMETERS:
+            raise RouteError(400, "the session id parameter must not be encoded or indexed")
+        values.append(value)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise RouteError(400, "more than one session id parameter")
+    if not _SESSION_VALUE.fullmatch(values[0]):
+        raise RouteError(400, "a session id is 1-128 letters, digits or dashes")
+    return canonical_session_id(values[0])
+
+
+def canonical_session_id(value: str) -> str:
+    try:
+        return uuid.UUID(hex=value).hex
+    except ValueError:
+        return value

@@ -1,9 +1,8 @@
-"""Identity providers behind one small interface (one module each). Filled in by the OAuth issue."""
+"""The login app's identity providers: those of mcp_gateway.providers, keyed by name
+("cognito" | "okta" | "generic"), built once in the app's lifespan."""
 
 from __future__ import annotations
 
-from mcp_gateway.config import GatewayConfig
+from mcp_gateway.providers import Provider, build_providers
 
-
-async def build_providers(config: GatewayConfig) -> dict[str, object]:
-    return {}
+__all__ = ["Provider", "build_providers"]

@@ -72,7 +72,7 @@ def test_secrets_can_come_from_files(tmp_path):
      'callback_uri = "https://elsewhere.example/cb"\n', {"MCP_AUTH_OKTA_CLIENT_SECRET": "s"},
      "callback_uri: 'https://elsewhere.example/cb' does not match the public URL"),
     ('[auth]\nprovider_type = "generic"\n', {"MCP_AUTH_CLIENT_ID": "a", "MCP_AUTH_CLIENT_SECRET": "s"},
-     "set issuer (MCP_AUTH_ISSUER) for discovery"),
+     "[auth.generic] issuer: missing (set MCP_AUTH_ISSUER"),
     ('[auth]\nenabled = true\n', {"SECRET_KEY": ""}, "SECRET_KEY: missing"),
     ('[auth]\n[[auth.local.accounts]]\nusername = "a"\npassword_hash = "plain"\n', {}, "not a hash made by scripts/hash-password"),
     ('', {"ADMIN_USER": "admin"}, "ADMIN_USER/ADMIN_PASSWORD: set both or neither"),

@@ -1,0 +1,64 @@
+"""Identity providers behind one small interface (base.Provider), one module each.
+
+    providers = await build_providers(config)      # {"generic": GenericProvider(...)} or {}
+    url = await provider.authorization_url(state=..., nonce=..., code_verifier=...)
+    identity = await provider.redeem(code, code_verifier=..., nonce=...)   # IdpIdentity
+    identity = await provider.refresh(refresh_token)                       # or RefreshRefused
+
+`endpoints.idp_endpoints(config)` says where the configured IdP's endpoints are and what its
+tokens must carry (issuer, audiences, groups claim); the proxy's bearer-token check uses it too.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mcp_gateway.config import GatewayConfig
+
+from .base import (
+    IdentityInvalid,
+    IdpIdentity,
+    IdpRefused,
+    IdpUnavailable,
+    Provider,
+    ProviderError,
+    RefreshRefused,
+)
+from .cognito import CognitoProvider
+from .endpoints import EndpointsUnavailable, IdpEndpoints, clear_discovery_cache, idp_endpoints
+from .generic import GenericProvider
+from .oidc import OidcProvider
+from .okta import OktaProvider
+
+__all__ = [
+    "CognitoProvider", "EndpointsUnavailable", "GenericProvider", "IdentityInvalid", "IdpEndpoints", "IdpIdentity",
+    "IdpRefused", "IdpUnavailable", "OktaProvider", "Provider", "ProviderError", "RefreshRefused",
+    "build_providers", "clear_discovery_cache", "idp_endpoints",
+]
+
+log = logging.getLogger(__name__)
+
+PROVIDER_TYPES: dict[str, type[OidcProvider]] = {
+    "cognito": CognitoProvider,
+    "okta": OktaProvider,
+    "generic": GenericProvider,
+}
+
+
+async def build_providers(config: GatewayConfig) -> dict[str, Provider]:
+    """The configured provider by name ({} for local accounts only or auth off).
+
+    The IdP's endpoints are looked up now so a misconfiguration shows in the log at start-up;
+    an IdP that does not answer yet is retried on first use, never fatal here.
+    """
+    kind = PROVIDER_TYPES.get(config.auth.provider_type)
+    if not config.auth.enabled or kind is None:
+        return {}
+    provider = kind(config)
+    try:
+        endpoints = await provider.endpoints()
+    except ProviderError as error:
+        log.warning("auth: %s provider not ready yet: %s (retried on first login)", provider.name, error.reason)
+    else:
+        log.info("auth: %s provider, issuer %s", provider.name, endpoints.issuer)
+    return {provider.name: provider}

@@ -1,0 +1,129 @@
+"""The figures as one summary (printed as JSON with --json) and as plain-text tables."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from typing import Any, Sequence
+
+from .runner import Results
+from .stats import p50, p99, ratio, stdev
+
+BASELINE = "direct"
+
+
+def _ms_per_request(cpu_seconds: float, requests: int) -> float:
+    return cpu_seconds * 1000 / requests if requests else math.nan
+
+
+def _tools_call_rows(results: Results) -> list[dict[str, Any]]:
+    rows = []
+    for concurrency in results.plan.concurrencies:
+        for name in results.targets:
+            r = results.load[(concurrency, name)]
+            rows.append({
+                "concurrency": concurrency, "path": name, "requests": r.requests, "errors": r.errors,
+                "first_error": r.first_error,
+                "req_per_s": r.requests / r.seconds if r.seconds else math.nan,
+                "p50_ms": p50(r.latencies) * 1000, "p99_ms": p99(r.latencies) * 1000,
+                "proxy_cpu_ms_per_req": _ms_per_request(r.proxy_cpu, r.requests) if name != BASELINE else None,
+                "upstream_cpu_ms_per_req": _ms_per_request(r.upstream_cpu, r.requests),
+                "client_cpu_ms_per_req": _ms_per_request(r.client_cpu, r.requests),
+                "others_cpus": r.others_cpu / r.seconds if r.seconds else math.nan,
+            })
+        base = next(row for row in rows if row["concurrency"] == concurrency and row["path"] == BASELINE)
+        for row in rows:
+            if row["concurrency"] == concurrency:
+                row["vs_direct"] = {key: ratio(row[key], base[key]) for key in ("req_per_s", "p50_ms", "p99_ms")}
+    return rows
+
+
+def _stream_rows(results: Results) -> list[dict[str, Any]]:
+    rows = []
+    for (transport, name), s in results.streams.items():
+        rows.append({
+            "transport": transport, "path": name, "events": len(s.latencies_ms), "calls": len(s.calls_ms),
+            "latency_p50_ms": p50(s.latencies_ms), "latency_p99_ms": p99(s.latencies_ms),
+            "interval_stdev_ms": stdev(s.intervals_ms), "call_p50_ms": p50(s.calls_ms),
+        })
+    for row in rows:
+        base = next(b for b in rows if b["transport"] == row["transport"] and b["path"] == BASELINE)
+        row["added_p50_ms"] = row["latency_p50_ms"] - base["latency_p50_ms"]
+        row["added_p99_ms"] = row["latency_p99_ms"] - base["latency_p99_ms"]
+        row["added_call_ms"] = row["call_p50_ms"] - base["call_p50_ms"]
+    return rows
+
+
+def _first_event_rows(results: Results) -> list[dict[str, Any]]:
+    base = p50(results.first_event_ms[BASELINE])
+    return [{"path": name, "samples": len(samples), "p50_ms": p50(samples), "p99_ms": p99(samples),
+             "vs_direct_p50": ratio(p50(samples), base)}
+            for name, samples in results.first_event_ms.items()]
+
+
+def summarize(results: Results, machine: dict[str, object], profiled: bool) -> dict[str, Any]:
+    return {
+        "machine": machine,
+        "plan": asdict(results.plan),
+        "gateway_under_cprofile": profiled,
+        "tools_call": _tools_call_rows(results),
+        "stream_events": _stream_rows(results),
+        "first_event": _first_event_rows(results),
+        "host_busy_cpus": results.busy_cpus,
+    }
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [list(headers)] + [[_fmt(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def render_text(summary: dict[str, Any]) -> str:
+    m, plan = summary["machine"], summary["plan"]
+    out = [
+        f"MCP Gateway data-plane benchmark ({plan['name']}), {m['date']}",
+        f"{m['nproc']} CPUs ({m['cpu_model']}), kernel {m['kernel']}, Python {m['python']}, "
+        f"mitmproxy {m['mitmproxy']}, mcp {m['mcp']}, load average at start {m['loadavg_at_start']}",
+        f"gateway commit {m['gateway_commit']}",
+    ]
+    if summary["gateway_under_cprofile"]:
+        out.append("NOTE: the gateway ran under cProfile: its figures are inflated; use them for the profile only.")
+    out += ["", f"Streamable HTTP tools/call, JSON answers: {plan['rounds']} x {plan['duration']:g} s per cell "
+                f"(after {plan['warmup']:g} s warm-up); CPU in ms per request; x = ratio to direct;",
+            "others = CPUs the rest of the host used meanwhile (noise: rows with high values are suspect)"]
+    out.append(_table(
+        ["conc", "path", "req/s", "p50 ms", "p99 ms", "errors", "proxy CPU", "upstream CPU", "client CPU",
+         "others", "x req/s", "x p50", "x p99"],
+        [[r["concurrency"], r["path"], r["req_per_s"], r["p50_ms"], r["p99_ms"], r["errors"],
+          r["proxy_cpu_ms_per_req"], r["upstream_cpu_ms_per_req"], r["client_cpu_ms_per_req"], r["others_cpus"],
+          r["vs_direct"]["req_per_s"], r["vs_direct"]["p50_ms"], r["vs_direct"]["p99_ms"]]
+         for r in summary["tools_call"]]))
+    for r in summary["tools_call"]:
+        if r["first_error"]:
+            out.append(f"  first error, c={r['concurrency']} {r['path']}: {r['first_error']}")
+    out += ["", f"Per-event delivery latency (upstream emission -> client arrival), countdown of {plan['steps']} "
+                f"events every {plan['interval'] * 1000:g} ms, {plan['stream_runs']} calls per path; "
+                f"added = minus direct; host CPUs busy meanwhile: {summary['host_busy_cpus']['streams']:.2f}"]
+    out.append(_table(
+        ["transport", "path", "events", "p50 ms", "p99 ms", "added p50", "added p99", "gap stdev ms",
+         "call ms", "added call"],
+        [[r["transport"], r["path"], r["events"], r["latency_p50_ms"], r["latency_p99_ms"], r["added_p50_ms"],
+          r["added_p99_ms"], r["interval_stdev_ms"], r["call_p50_ms"], r["added_call_ms"]]
+         for r in summary["stream_events"]]))
+    out += ["", "Time to first event of a fresh SSE stream (new connection, GET until the endpoint event); "
+                f"host CPUs busy meanwhile: {summary['host_busy_cpus']['first_event']:.2f}"]
+    out.append(_table(["path", "samples", "p50 ms", "p99 ms", "x p50"],
+                      [[r["path"], r["samples"], r["p50_ms"], r["p99_ms"], r["vs_direct_p50"]]
+                       for r in summary["first_event"]]))
+    return "\n".join(out)
