@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import OrderedDict
 from typing import Any
 
 from mitmproxy import http
@@ -34,8 +33,8 @@ from .failclosed import refuse_on_error
 from .identify import IDENTITY, resource_metadata_url
 from .router import ROUTE, refuse
 from .runtime import Runtime
-from .sse_answers import PendingAnswers, PendingRegistry, rewrite_answer
-from .sse_stream import SSE_CLOSED, SSE_MESSAGE_FILTER, SSE_SESSION_ID
+from .sse_answers import RefusalCodec, rewrite_answer
+from .sse_stream import SSE_MESSAGE_FILTER
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ def record(flow: http.HTTPFlow, decision: Decision, arguments: Any = None) -> No
 class Authorizer:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
-        self.pending = PendingRegistry()
+        self._codec: tuple[str, RefusalCodec] | None = None
         self._poller: asyncio.Task | None = None
 
     # -- policy reloads ---------------------------------------------------------------------
@@ -129,21 +128,12 @@ class Authorizer:
         record(flow, decision, self._arguments(messages))
         if not decision.allowed:
             return self._refuse(flow, found, decision, messages, payload.batch)
-        allowed_tools = tool_filter(scopes, found.server)
-        if allowed_tools is None:
-            return
-        lists = [m for m in messages if m.kind == "request" and m.method == "tools/list"]
-        if not lists:
-            return
-        if found.area is Area.SSE:
-            session_id = session_id_from_query(found.query)
-            if session_id:
-                pending = self.pending.for_session(found.server, session_id)
-                for message in lists:
-                    pending.add_tool_filter(message.id, allowed_tools)
-        else:
-            flow.metadata[TOOLS_LIST_FILTER] = ({m.id for m in lists}, allowed_tools)
-            flow.metadata["gateway.buffer_response"] = True  # JSON answers are filtered whole in `response`
+        if found.area is Area.STREAMABLE and tool_filter(scopes, found.server) is not None:
+            lists = {m.id for m in messages if m.kind == "request" and m.method == "tools/list"}
+            if lists:
+                flow.metadata[TOOLS_LIST_FILTER] = (lists, tool_filter(scopes, found.server))
+                flow.metadata["gateway.buffer_response"] = True  # JSON answers are filtered whole in `response`
+        # On the SSE transport the answer travels on the GET stream, which narrows it there.
 
     def _arguments(self, messages: list[RpcMessage]) -> Any:
         config = self.runtime.config
@@ -161,14 +151,12 @@ class Authorizer:
                      f'resource_metadata="{resource_metadata_url(self.runtime.config.public_url, found)}"')
         errors = error_responses(messages or [], FORBIDDEN, f"forbidden: {decision.reason}",
                                  {"status": 403, "error": "insufficient_scope", "scope": decision.scope})
-        if errors and found.area is Area.SSE:
-            session_id = session_id_from_query(found.query)
-            if session_id:
-                # The SDK's SSE client ignores a refused POST: answer on the stream instead.
-                ping_id = self.pending.for_session(found.server, session_id).add_refusal(errors)
-                body = json.dumps({"jsonrpc": "2.0", "id": ping_id, "method": "ping"}).encode()
-                flow.request.content = body
-                return
+        if errors and found.area is Area.SSE and session_id_from_query(found.query):
+            # The SDK's SSE client ignores a refused POST: the answer goes out on the stream
+            # instead, carried by a ping whose id holds the signed errors (sse_answers.py).
+            ping_id = self.codec().ping_id(errors)
+            flow.request.content = json.dumps({"jsonrpc": "2.0", "id": ping_id, "method": "ping"}).encode()
+            return
         if errors:
             body = json.dumps(errors if batch else errors[0]).encode()
             flow.response = http.Response.make(
@@ -176,19 +164,22 @@ class Authorizer:
             return
         refuse(flow, 403, decision.reason, {"www-authenticate": challenge}, scope=decision.scope)
 
-    def _watch_sse_stream(self, flow: http.HTTPFlow, found: Route) -> None:
-        def message_filter(event):
-            session_id = flow.metadata.get(SSE_SESSION_ID)
-            pending = self.pending.peek(found.server, session_id) if session_id else None
-            return rewrite_answer(event, pending)
+    def codec(self) -> RefusalCodec:
+        config = self.runtime.config
+        assert config is not None and config.auth.secret_key
+        if self._codec is None or self._codec[0] != config.auth.secret_key:
+            self._codec = (config.auth.secret_key, RefusalCodec(config.auth.secret_key))
+        return self._codec[1]
 
-        def closed() -> None:
-            session_id = flow.metadata.get(SSE_SESSION_ID)
-            if session_id:
-                self.pending.drop(found.server, session_id)
+    def _watch_sse_stream(self, flow: http.HTTPFlow, found: Route) -> None:
+        identity: Identity = flow.metadata[IDENTITY]
+        codec = self.codec()
+
+        def message_filter(event):
+            # The policy in force now, for the stream's owner (its MCP session is bound to them).
+            return rewrite_answer(event, codec, tool_filter(self.scopes_of(identity), found.server))
 
         flow.metadata[SSE_MESSAGE_FILTER] = message_filter
-        flow.metadata[SSE_CLOSED] = closed
 
     # -- answers ----------------------------------------------------------------------------
 
@@ -199,17 +190,15 @@ class Authorizer:
             return
         content_type = flow.response.headers.get("content-type", "")
         if content_type.startswith("text/event-stream"):
-            ids, allowed = wanted
-            pending = PendingAnswers(tool_filters=OrderedDict((json.dumps(i), allowed) for i in ids))
+            _, allowed = wanted
 
             def message_filter(event):
-                return rewrite_answer(event, pending)
+                return rewrite_answer(event, None, allowed)
 
             flow.metadata[SSE_MESSAGE_FILTER] = message_filter
 
     @refuse_on_error
     def response(self, flow: http.HTTPFlow) -> None:
-        self._forget_stream(flow)
         wanted = flow.metadata.get(TOOLS_LIST_FILTER)
         if wanted is None or flow.response is None or flow.response.stream:
             return
@@ -226,11 +215,3 @@ class Authorizer:
         elif isinstance(document, dict) and document.get("id") in ids:
             document = filter_tools_list_result(document, allowed)
         flow.response.content = json.dumps(document).encode()
-
-    def error(self, flow: http.HTTPFlow) -> None:
-        self._forget_stream(flow)
-
-    def _forget_stream(self, flow: http.HTTPFlow) -> None:
-        closed = flow.metadata.pop(SSE_CLOSED, None)
-        if closed is not None and flow.request.method == "GET":
-            closed()

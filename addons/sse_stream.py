@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 SSE_MESSAGE_FILTER = "gateway.sse_message_filter"   # callable(SseEvent) -> SseEvent | None, set by other addons
 SSE_SESSION_OPENED = "gateway.sse_session_opened"   # callable(session_id) -> bool (False: refuse the stream)
 SSE_SESSION_ID = "gateway.sse_session_id"           # the session id the endpoint event announced
-SSE_CLOSED = "gateway.sse_closed"                   # callable() run when the stream ends
 
 
 class MessageFilter(Protocol):
@@ -53,9 +52,6 @@ class SseTransformer:
         if self.dead:
             return b""
         if chunk == b"":
-            on_close = self.flow.metadata.get(SSE_CLOSED)
-            if on_close is not None:
-                on_close()
             return self.splitter.flush()
         try:
             events = self.splitter.feed(chunk)

@@ -1,0 +1,39 @@
+"""Answers rewritten on an SSE stream without shared state: signed refusal ids, tools/list narrowing."""
+
+from __future__ import annotations
+
+import json
+
+from addons.sse_answers import REFUSAL_ID_PREFIX, RefusalCodec, rewrite_answer
+from mcp_gateway.sse import SseEvent
+
+ERRORS = [{"jsonrpc": "2.0", "id": 7, "error": {"code": -32003, "message": "forbidden"}}]
+
+
+def answer(request_id, result=None) -> SseEvent:
+    return SseEvent(data=json.dumps({"jsonrpc": "2.0", "id": request_id, "result": result or {}}))
+
+
+def test_the_ping_answer_becomes_the_refusal_in_any_process_with_the_same_key():
+    ping_id = RefusalCodec("k" * 40).ping_id(ERRORS)
+    replaced = rewrite_answer(answer(ping_id), RefusalCodec("k" * 40), None)
+    assert [json.loads(e.data) for e in replaced] == ERRORS
+
+
+def test_a_forged_or_foreign_refusal_id_is_left_alone():
+    forged = answer(REFUSAL_ID_PREFIX + "W3siaWQiOiAxfV0.bad-signature")
+    assert rewrite_answer(forged, RefusalCodec("k" * 40), None) is forged
+    other_key = answer(RefusalCodec("x" * 40).ping_id(ERRORS))
+    assert rewrite_answer(other_key, RefusalCodec("k" * 40), None) is other_key
+
+
+def test_tools_lists_are_narrowed_and_other_answers_pass():
+    tools = answer(1, {"tools": [{"name": "a"}, {"name": "b"}, {"nameless": True}]})
+    narrowed = rewrite_answer(tools, None, frozenset({"b"}))
+    assert json.loads(narrowed.data)["result"]["tools"] == [{"name": "b"}]
+    assert rewrite_answer(tools, None, None) is tools
+    other = answer(2, {"content": []})
+    assert rewrite_answer(other, None, frozenset()) is other
+    request = SseEvent(data=json.dumps({"jsonrpc": "2.0", "id": 3, "method": "sampling/createMessage"}))
+    assert rewrite_answer(request, None, frozenset()) is request
+    assert rewrite_answer(SseEvent(data="not json"), None, frozenset()) .data == "not json"
