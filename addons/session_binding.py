@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import OrderedDict
 
 from mitmproxy import http
 
@@ -26,11 +28,14 @@ from .sse_stream import SSE_SESSION_OPENED
 log = logging.getLogger(__name__)
 
 MCP_SESSION_HEADER = "mcp-session-id"
+OWNER_CACHE_SECONDS = 60.0
+OWNER_CACHE_SIZE = 10_000
 
 
 class SessionBinding:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
+        self._owners: OrderedDict[str, tuple[str, float]] = OrderedDict()
 
     def _ttl(self) -> float:
         assert self.runtime.config is not None
@@ -72,13 +77,28 @@ class SessionBinding:
                 return
             key = f"streamable:{found.server}:{values[0]}"
         try:
-            owner = await store.bind(key, identity.owner, self._ttl())
+            owner = await self._owner(store, key, identity.owner)
         except StoreUnavailable:
             return refuse(flow, 503, "the session store is unavailable; try again shortly")
         if owner != identity.owner:
             log.warning("auth: MCP session hijack refused: user=%s presented a session of another identity on %s %s",
                         identity.username, found.server, flow.request.method)
             return refuse(flow, 403, "this MCP session belongs to another identity")
+
+    async def _owner(self, store, key: str, claimant: str) -> str:
+        """The identity owning `key`. A binding never changes hands while it lives, so an
+        owner learned from the store is remembered here for a minute: most requests of a
+        session cost no store round trip, and the store's TTL is still refreshed while in use."""
+        now = time.monotonic()
+        cached = self._owners.get(key)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        owner = await store.bind(key, claimant, self._ttl())
+        self._owners[key] = (owner, now + OWNER_CACHE_SECONDS)
+        self._owners.move_to_end(key)
+        while len(self._owners) > OWNER_CACHE_SIZE:
+            self._owners.popitem(last=False)
+        return owner
 
     async def _bind_quietly(self, store, key: str, owner: str) -> None:
         try:
