@@ -135,6 +135,13 @@ class Settings:
             self._applied_mode = spec
             log.info("MCP Gateway listening on %s:%d (public URL %s), config %s", config.listen_host,
                      config.listen_port, config.public_url, config.source)
+            auth = (f"auth on ({config.auth.provider_type})" if config.auth.enabled
+                    else "AUTH OFF: every caller may do everything")
+            log.info("  %s; sessions in %s; policies from %s", auth, config.session.store.split("@")[-1],
+                     config.policy_dir)
+            log.info("  routes: /oauth/login, /oauth/me, /oauth/logout (login app%s), /api/servers (registry), "
+                     "/healthz, /.well-known/oauth-protected-resource/api/{execute|streamable}/{server}",
+                     f" at {config.login_app_url}" if config.login_app_url else ", supervised")
             for server in self.runtime.registry.all() if self.runtime.registry else []:
                 state = "enabled" if server.enabled else "disabled"
                 log.info("  server %-20s %s -> %s (%s)", server.name, f"/api/execute/{server.name}, "
