@@ -12,11 +12,10 @@ from mcp.shared.exceptions import MCPError
 
 from tests.e2e.conftest import ACCOUNTS, ADMIN_PASSWORD
 from tests.support.login import cookie_header, login_local
-from tests.support.mcp_clients import sse_session, streamable_session
+from tests.support.mcp_clients import ACCEPT, sse_session, streamable_session
 
 pytestmark = pytest.mark.timeout(120)
 
-ACCEPT = {"accept": "application/json, text/event-stream"}
 TRANSPORTS = [("sse", "currenttime"), ("streamable", "currenttime"), ("streamable", "currenttime-json")]
 TRANSPORT_IDS = ["sse", "streamable-sse-answers", "streamable-json-answers"]
 

@@ -29,16 +29,13 @@ from tests.support.launcher import (
     worker_pids,
 )
 from tests.support.login import cookie_header, login_local
-from tests.support.mcp_clients import streamable_session
+from tests.support.mcp_clients import ACCEPT, INIT, streamable_session
 from tests.support.processes import REPO, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
 LOCAL_AUTH = {"enabled": True, "provider_type": "local", "local": local_accounts()}
 ADMIN_ENV = {"ADMIN_USER": "admin", "ADMIN_PASSWORD": ADMIN_PASSWORD}
-INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
-ACCEPT = {"accept": "application/json, text/event-stream"}
 MITMPROXY_BUILTINS_ALLOWED = {"Core", "DisableH2C", "Proxyserver", "NextLayer", "TlsConfig"}
 
 

@@ -20,7 +20,7 @@ from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull,
 from tests.support.facade import REDIRECT_URI, Facade
 from tests.support.gateway import run_gateway, server_entry
 from tests.support.headless import headless_authorize
-from tests.support.mcp_clients import READ_TIMEOUT, streamable_session
+from tests.support.mcp_clients import ACCEPT, READ_TIMEOUT, streamable_session
 from tests.support.oidc_provider import running_oidc_provider
 from tests.support.processes import free_port
 
@@ -30,7 +30,6 @@ pytestmark = pytest.mark.timeout(90)
 
 AGENT_AUDIENCE = "https://mcp-gateway.test/agents"
 UPSTREAM_SECRET = "Bearer upstream-secret-for-recorder"
-ACCEPT = {"accept": "application/json, text/event-stream"}
 INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
     "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
 

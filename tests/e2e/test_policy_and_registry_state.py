@@ -13,14 +13,12 @@ import pytest
 from tests.e2e.conftest import ADMIN_PASSWORD, local_accounts, test_policy_dir, wait_for_login_app
 from tests.support.gateway import run_gateway, server_entry
 from tests.support.login import cookie_header, login_local
+from tests.support.mcp_clients import INIT, ACCEPT
 
 pytestmark = pytest.mark.timeout(150)
 
 AUTH = {"enabled": True, "provider_type": "local", "local": local_accounts()}
 ADMIN_ENV = {"ADMIN_USER": "admin", "ADMIN_PASSWORD": ADMIN_PASSWORD}
-INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
-ACCEPT = {"accept": "application/json, text/event-stream"}
 
 
 def _status_within(check, wanted: int, timeout: float = 10) -> int:

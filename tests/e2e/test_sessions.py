@@ -12,13 +12,9 @@ from mcp_gateway.identity import SESSION_COOKIE
 from tests.e2e.conftest import ADMIN_PASSWORD, BOB_PASSWORD, DANA_PASSWORD, local_accounts, wait_for_login_app
 from tests.support.gateway import run_gateway, server_entry
 from tests.support.login import cookie_header, login_local
-from tests.support.mcp_clients import sse_session, streamable_session
+from tests.support.mcp_clients import ACCEPT, INIT, sse_session, streamable_session
 
 pytestmark = pytest.mark.timeout(120)
-
-INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
-ACCEPT = {"accept": "application/json, text/event-stream"}
 
 
 async def test_admin_logs_in_and_calls_tools_on_both_transports(auth_gateway):

@@ -30,3 +30,9 @@ async def streamable_session(url: str, headers: dict[str, str] | None = None) ->
 
 def session_for(transport: str):
     return {"sse": sse_session, "streamable": streamable_session}[transport]
+
+
+# Raw JSON-RPC pieces for tests that speak HTTP directly.
+INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+ACCEPT = {"accept": "application/json, text/event-stream"}
