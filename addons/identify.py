@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from urllib.parse import quote
+from urllib.parse import quote, unquote_plus
 
 from mitmproxy import http
 
@@ -194,8 +194,9 @@ def session_cookies(request: http.Request) -> list[str]:
 
 
 def _credential_in_query(query: str) -> bool:
+    # Names are compared decoded: an upstream decodes `access%5Ftoken` to `access_token`.
     for pair in query.split("&"):
-        name = pair.split("=", 1)[0].lower()
+        name = unquote_plus(pair.split("=", 1)[0]).strip().lower()
         if name in QUERY_CREDENTIALS:
             return True
     return False
