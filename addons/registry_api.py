@@ -134,6 +134,8 @@ class RegistryApi:
             body = json.loads(raw, object_pairs_hook=_no_duplicates)
         except ValueError as e:
             raise RegistryError(400, f"the body is not valid JSON: {e}") from None
+        except RecursionError:
+            raise RegistryError(400, "the body is nested too deeply") from None
         if not isinstance(body, dict):
             raise RegistryError(400, "the body must be a JSON object")
         return body

@@ -22,11 +22,13 @@ def json_response(status: int, message: str, headers: dict[str, str] | None = No
     return http.Response.make(
         status,
         json_body(status, message, **extra),
-        {"content-type": "application/json", "cache-control": "no-store", **(headers or {})},
+        {"content-type": "application/json", "cache-control": "no-store", "x-content-type-options": "nosniff",
+         **(headers or {})},
     )
 
 
 def json_ok(payload: object, status: int = 200) -> http.Response:
     return http.Response.make(
-        status, json.dumps(payload).encode(), {"content-type": "application/json", "cache-control": "no-store"}
+        status, json.dumps(payload).encode(),
+        {"content-type": "application/json", "cache-control": "no-store", "x-content-type-options": "nosniff"}
     )

@@ -21,6 +21,7 @@ from mcp_gateway.upstream import session_id_from_query
 
 from .failclosed import APPROVED, refuse_on_error
 from .identify import IDENTITY
+from .responses import json_response
 from .router import ROUTE, refuse
 from .runtime import Runtime
 from .sse_stream import SSE_SESSION_OPENED
@@ -115,8 +116,14 @@ class SessionBinding:
             return
         session_id = flow.response.headers.get(MCP_SESSION_HEADER)
         if session_id and not flow.request.headers.get(MCP_SESSION_HEADER):
-            owner = await self.runtime.services["store"].bind(
-                f"streamable:{found.server}:{session_id}", identity.owner, self._ttl())
+            try:
+                owner = await self.runtime.services["store"].bind(
+                    f"streamable:{found.server}:{session_id}", identity.owner, self._ttl())
+            except StoreUnavailable:
+                # An unbound session would be open to anyone who learns its id: do not hand it out.
+                log.error("auth: could not bind a new MCP session on %s: session store unavailable", found.server)
+                flow.response = json_response(503, "the session store is unavailable; try again shortly")
+                return
             if owner != identity.owner:
                 # An upstream reusing an id another identity owns: do not hand it over.
                 log.error("auth: upstream %s issued an Mcp-Session-Id already bound to another identity", found.server)

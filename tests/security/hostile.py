@@ -1,13 +1,19 @@
-"""Raw HTTP/1.1 over a socket, for requests no HTTP client library would send."""
+"""Helpers of the hostile-input suites: raw HTTP/1.1 over a socket (for requests no HTTP client
+library would send), an open SSE stream of a signed-in user, the gateway's session store."""
 
 from __future__ import annotations
 
 import json
 import socket
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
+
+import httpx
 
 from mcp_gateway.identity import SESSION_COOKIE
+from mcp_gateway.sessions import SessionStore, open_store
 
 
 @dataclass
@@ -28,14 +34,16 @@ class RawAnswer:
         return json.loads(self.body)
 
 
-def exchange(port: int, data: bytes, timeout: float = 10.0) -> bytes:
-    """Send `data`, read until the gateway closes the connection (or `timeout` passes)."""
+def exchange(port: int, data: bytes, timeout: float = 10.0, quiet: float = 1.0) -> bytes:
+    """Send `data`; read until the gateway closes the connection, or nothing more arrived for
+    `quiet` seconds after the first bytes (a kept-alive connection), or `timeout` passes."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(data)
         received = b""
         try:
             while chunk := sock.recv(65536):
                 received += chunk
+                sock.settimeout(quiet)
         except (TimeoutError, ConnectionResetError):
             pass
     return received
@@ -73,3 +81,25 @@ def assert_json_refusal(answer: RawAnswer, status: int) -> None:
     payload = answer.json()
     assert payload["status"] == status and payload["message"], payload
     assert b"<html" not in answer.body.lower() and b"Traceback" not in answer.body
+
+
+def cookie(token: str) -> dict[str, str]:
+    return {"cookie": f"{SESSION_COOKIE}={token}"}
+
+
+@contextmanager
+def sse_stream(gw, token: str, server: str = "currenttime") -> Iterator[str]:
+    """An open SSE stream of `token`'s user; yields the endpoint path it announced."""
+    with httpx.Client(timeout=10) as http:
+        with http.stream("GET", gw.sse_url(server), headers=cookie(token)) as stream:
+            assert stream.status_code == 200
+            lines = stream.iter_lines()  # kept referenced: closing the generator would close the stream
+            endpoint = next(line[5:].strip() for line in lines if line.startswith("data:"))
+            time.sleep(0.3)  # the binding is written as the endpoint event passes
+            yield endpoint
+
+
+def gateway_store(gw, lifetime: float = 3600) -> SessionStore:
+    """The gateway's own SQLite session store, opened beside it (sessions written here are its sessions)."""
+    return open_store("sqlite:///sessions.db", base_dir=gw.state_dir, lifetime=lifetime, idle_timeout=3600,
+                      secretbox=None)
