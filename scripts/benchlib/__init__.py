@@ -1,1 +1,1 @@
-"""The pieces of `scripts/bench`, the data-plane benchmark: gateway versus direct, in one run."""
+"""The pieces of `scripts/bench`, the data-plane benchmark: direct, nginx, mitmproxy and the gateway, in one run."""

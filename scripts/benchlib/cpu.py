@@ -20,7 +20,7 @@ def _stat_fields(pid: int | str) -> list[str] | None:
     return text[text.rindex(")") + 2:].split()
 
 
-def _descendants(pid: int) -> set[int]:
+def descendants(pid: int) -> set[int]:
     """Scan /proc: kernels built without CONFIG_PROC_CHILDREN have no children lists."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
@@ -45,7 +45,7 @@ def cpu_seconds(pid: int) -> float:
 
 def tree_cpu_seconds(pid: int) -> float:
     """utime + stime of `pid` and its live descendants (the gateway and its login app)."""
-    return sum(cpu_seconds(member) for member in _descendants(pid))
+    return sum(cpu_seconds(member) for member in descendants(pid))
 
 
 def own_cpu_seconds() -> float:

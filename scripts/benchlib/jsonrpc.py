@@ -14,6 +14,7 @@ import httpx
 PROTOCOL_VERSION = "2025-06-18"
 ACCEPT_BOTH = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 SESSION_HEADER = "mcp-session-id"
+STAMPED_TOOL = "stamped_countdown"   # stamped_server.py's tool: progress messages carry their emission time
 _ids = itertools.count(1)
 
 

@@ -9,6 +9,8 @@ from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
 
+from .nginx import nginx_binary
+
 
 def _cpu_model() -> str:
     try:
@@ -32,6 +34,18 @@ def _commit(repo: Path) -> str:
     return head + ("+changes" if changed else "")
 
 
+def _nginx_version() -> str:
+    binary = nginx_binary()
+    if binary is None:
+        return "not installed"
+    try:
+        # `nginx -v` prints "nginx version: nginx/1.22.1" on stderr.
+        printed = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10).stderr
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return printed.strip().rpartition("/")[2] or "unknown"
+
+
 def describe_machine() -> dict[str, object]:
     return {
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -42,6 +56,7 @@ def describe_machine() -> dict[str, object]:
         "mitmproxy": version("mitmproxy"),
         "mcp": version("mcp"),
         "httpx": version("httpx"),
+        "nginx": _nginx_version(),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "gateway_commit": _commit(Path(__file__).resolve().parents[2]),
     }

@@ -6,8 +6,10 @@ import math
 from dataclasses import asdict
 from typing import Any, Sequence
 
+from .memory import fds_needed
 from .runner import Results
 from .stats import p50, p99, ratio, stdev
+from .targets import check_targets
 
 BASELINE = "direct"
 
@@ -25,6 +27,7 @@ def _tools_call_rows(results: Results) -> list[dict[str, Any]]:
                 "concurrency": concurrency, "path": name, "requests": r.requests, "errors": r.errors,
                 "first_error": r.first_error,
                 "req_per_s": r.requests / r.seconds if r.seconds else math.nan,
+                "best_round_req_per_s": r.best_req_per_s,
                 "p50_ms": p50(r.latencies) * 1000, "p99_ms": p99(r.latencies) * 1000,
                 "proxy_cpu_ms_per_req": _ms_per_request(r.proxy_cpu, r.requests) if name != BASELINE else None,
                 "upstream_cpu_ms_per_req": _ms_per_request(r.upstream_cpu, r.requests),
@@ -61,16 +64,30 @@ def _first_event_rows(results: Results) -> list[dict[str, Any]]:
             for name, samples in results.first_event_ms.items()]
 
 
+def _idle_memory_rows(results: Results) -> list[dict[str, Any]]:
+    return [{"path": m.target, "streams": m.opened, "wanted": m.wanted, "first_error": m.first_error,
+             "proxy_processes": m.proxy_processes, "proxy_fd_limit": m.fd_limit,
+             "proxy_rss_before_kib": m.proxy_before_kib, "proxy_rss_after_kib": m.proxy_after_kib,
+             "kib_per_stream": m.kib_per_stream,
+             "login_app_rss_before_kib": m.login_before_kib, "login_app_rss_after_kib": m.login_after_kib,
+             "has_login_app": m.login_processes > 0}
+            for m in results.idle_memory]
+
+
 def summarize(results: Results, machine: dict[str, object], profiled: bool) -> dict[str, Any]:
-    return {
+    summary = {
         "machine": machine,
         "plan": asdict(results.plan),
         "gateway_under_cprofile": profiled,
         "tools_call": _tools_call_rows(results),
         "stream_events": _stream_rows(results),
         "first_event": _first_event_rows(results),
+        "idle_sse_memory": _idle_memory_rows(results),
         "host_busy_cpus": results.busy_cpus,
+        "skipped": results.skipped,
     }
+    summary["targets"] = check_targets(summary)
+    return summary
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -81,10 +98,12 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) -> str:
+    """Plain-text columns; the first `left` ones left-aligned, the rest (numbers) right-aligned."""
     cells = [list(headers)] + [[_fmt(v) for v in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in cells]
+    lines = ["  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+             for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -94,7 +113,8 @@ def render_text(summary: dict[str, Any]) -> str:
     out = [
         f"MCP Gateway data-plane benchmark ({plan['name']}), {m['date']}",
         f"{m['nproc']} CPUs ({m['cpu_model']}), kernel {m['kernel']}, Python {m['python']}, "
-        f"mitmproxy {m['mitmproxy']}, mcp {m['mcp']}, load average at start {m['loadavg_at_start']}",
+        f"mitmproxy {m['mitmproxy']}, mcp {m['mcp']}, nginx {m.get('nginx', '-')}, "
+        f"load average at start {m['loadavg_at_start']}",
         f"gateway commit {m['gateway_commit']}",
     ]
     if summary["gateway_under_cprofile"]:
@@ -120,10 +140,28 @@ def render_text(summary: dict[str, Any]) -> str:
          "call ms", "added call"],
         [[r["transport"], r["path"], r["events"], r["latency_p50_ms"], r["latency_p99_ms"], r["added_p50_ms"],
           r["added_p99_ms"], r["interval_stdev_ms"], r["call_p50_ms"], r["added_call_ms"]]
-         for r in summary["stream_events"]]))
+         for r in summary["stream_events"]], left=2))
     out += ["", "Time to first event of a fresh SSE stream (new connection, GET until the endpoint event); "
                 f"host CPUs busy meanwhile: {summary['host_busy_cpus']['first_event']:.2f}"]
     out.append(_table(["path", "samples", "p50 ms", "p99 ms", "x p50"],
                       [[r["path"], r["samples"], r["p50_ms"], r["p99_ms"], r["vs_direct_p50"]]
                        for r in summary["first_event"]]))
+    out += ["", "Memory per idle SSE stream: streams opened (and held) through each proxy with the session cookie; "
+                "proxy RSS = VmRSS summed over its proxy processes, the login app apart"]
+    out.append(_table(["path", "streams", "processes", "fd limit", "RSS before MiB", "RSS open MiB", "KiB/stream",
+                       "login app MiB"],
+                      [[r["path"], r["streams"], r["proxy_processes"], r["proxy_fd_limit"],
+                        r["proxy_rss_before_kib"] / 1024, r["proxy_rss_after_kib"] / 1024, r["kib_per_stream"],
+                        r["login_app_rss_after_kib"] / 1024 if r["has_login_app"] else None]
+                       for r in summary["idle_sse_memory"]]))
+    for r in summary["idle_sse_memory"]:
+        if r["first_error"]:
+            out.append(f"  {r['wanted'] - r['streams']} streams failed on {r['path']}; first: {r['first_error']}")
+        if r["proxy_fd_limit"] is not None and r["proxy_fd_limit"] < fds_needed(r["wanted"]):
+            out.append(f"  {r['path']}: its open-files limit ({r['proxy_fd_limit']}) is too low "
+                       f"for {r['wanted']} streams")
+    out += [f"SKIPPED {line}" for line in summary["skipped"]]
+    out += ["", "Targets (issue 7)"]
+    for t in summary["targets"]:
+        out += [f"  [{t['verdict']}] {t['target']}", f"      measured: {t['measured']}"]
     return "\n".join(out)

@@ -19,7 +19,7 @@ from mcp.server.mcpserver import Context, MCPServer
 
 from demo.currenttime import build_app, build_server
 
-STAMPED_TOOL = "stamped_countdown"
+from .jsonrpc import STAMPED_TOOL
 
 
 def build_stamped_server(name: str) -> MCPServer:

@@ -14,9 +14,9 @@ from urllib.parse import urljoin
 
 import httpx
 
-from .jsonrpc import BenchError, check_status, initialize, initialized, open_streamable_session, tool_call
+from .jsonrpc import (STAMPED_TOOL, BenchError, check_status, initialize, initialized, open_streamable_session,
+                      tool_call)
 from .stack import Target
-from .stamped_server import STAMPED_TOOL
 
 SSE_ACCEPT = {"accept": "text/event-stream"}
 TIMEOUT = httpx.Timeout(30.0)
