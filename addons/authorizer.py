@@ -177,7 +177,7 @@ class Authorizer:
 
         def message_filter(event):
             # The policy in force now, for the stream's owner (its MCP session is bound to them).
-            return rewrite_answer(event, codec, tool_filter(self.scopes_of(identity), found.server))
+            return rewrite_answer(event, codec, lambda: tool_filter(self.scopes_of(identity), found.server))
 
         flow.metadata[SSE_MESSAGE_FILTER] = message_filter
 

@@ -60,10 +60,11 @@ class Forwarder:
             refuse(flow, 404, "no such path on this gateway")
 
     def _strip_client_headers(self, headers: http.Headers) -> None:
-        for name in list(headers.keys()):
-            lower = name.lower()
-            if lower in STRIPPED_HEADERS or lower.startswith(STRIPPED_PREFIXES):
-                del headers[name]
+        # One pass over the raw fields: deleting key by key re-scans mitmproxy's header list each time.
+        headers.fields = tuple(
+            (name, value) for name, value in headers.fields
+            if not _stripped(name.decode("latin-1").lower())
+        )
         remove_session_cookie(headers)
 
     def _to_server(self, flow: http.HTTPFlow, server: ServerConfig, found: Route) -> None:
@@ -114,6 +115,10 @@ class Forwarder:
             return  # an addon needs the whole body (e.g. to filter a tools/list answer)
         else:
             flow.response.stream = True
+
+
+def _stripped(lower: str) -> bool:
+    return lower in STRIPPED_HEADERS or lower.startswith(STRIPPED_PREFIXES)
 
 
 def remove_session_cookie(headers: http.Headers) -> None:

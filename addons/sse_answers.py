@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
@@ -51,11 +51,18 @@ class RefusalCodec:
 
 
 def rewrite_answer(event: SseEvent, codec: RefusalCodec | None,
-                   allowed_tools: frozenset[str] | None) -> SseEvent | list[SseEvent]:
+                   allowed_tools: frozenset[str] | None | Callable[[], frozenset[str] | None]
+                   ) -> SseEvent | list[SseEvent]:
     """The event(s) to send instead of `event`, or `event` itself when untouched.
 
-    `allowed_tools` None: the caller may call every tool, tools lists pass unchanged.
+    `allowed_tools` None: the caller may call every tool, tools lists pass unchanged. It may be
+    a callable, asked only when a tools list actually passes.
     """
+    data = event.data
+    if REFUSAL_ID_PREFIX not in data and "tools" not in data and "\\u" not in data:
+        # Progress, notifications, ordinary results: no JSON parsing on the hot path. (A key
+        # spelled with \u escapes is parsed: it could still decode to "tools".)
+        return event
     try:
         message = json.loads(event.data)
     except ValueError:
@@ -66,7 +73,11 @@ def rewrite_answer(event: SseEvent, codec: RefusalCodec | None,
     if errors is not None:
         return [SseEvent(event="message", data=json.dumps(error)) for error in errors]
     result = message.get("result")
-    if allowed_tools is not None and isinstance(result, dict) and isinstance(result.get("tools"), list):
+    if not (isinstance(result, dict) and isinstance(result.get("tools"), list)):
+        return event
+    if callable(allowed_tools):
+        allowed_tools = allowed_tools()
+    if allowed_tools is not None:
         return SseEvent(event=event.event, data=json.dumps(filter_tools_list_result(message, allowed_tools)),
                         id=event.id)
     return event

@@ -37,3 +37,23 @@ def test_tools_lists_are_narrowed_and_other_answers_pass():
     request = SseEvent(data=json.dumps({"jsonrpc": "2.0", "id": 3, "method": "sampling/createMessage"}))
     assert rewrite_answer(request, None, frozenset()) is request
     assert rewrite_answer(SseEvent(data="not json"), None, frozenset()) .data == "not json"
+
+
+def test_a_tools_key_spelled_with_escapes_is_still_narrowed():
+    escaped = SseEvent(data='{"jsonrpc": "2.0", "id": 1, "result": {"\\u0074ools": [{"name": "a"}, {"name": "b"}]}}')
+    narrowed = rewrite_answer(escaped, None, frozenset({"b"}))
+    assert json.loads(narrowed.data)["result"]["tools"] == [{"name": "b"}]
+
+
+def test_the_allowed_tools_are_computed_only_for_tools_lists():
+    calls = []
+
+    def allowed():
+        calls.append(1)
+        return frozenset({"a"})
+
+    rewrite_answer(SseEvent(data='{"jsonrpc": "2.0", "method": "notifications/progress", "params": {}}'), None, allowed)
+    rewrite_answer(answer(1, {"content": []}), None, allowed)
+    assert calls == []
+    rewrite_answer(answer(2, {"tools": [{"name": "a"}]}), None, allowed)
+    assert calls == [1]
