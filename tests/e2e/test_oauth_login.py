@@ -178,6 +178,26 @@ async def test_the_login_apps_log_holds_no_code_or_token(setup: Setup, browser: 
         assert secret not in log
 
 
+async def test_zz_an_idp_down_during_a_refresh_keeps_the_session_and_its_groups(
+        setup: Setup, browser: httpx.AsyncClient) -> None:
+    """Last in this module: it stops the IdP. A refresh that cannot reach the IdP is not a refusal."""
+    import asyncio
+
+    setup.idp.add_user("gina", "gina-password", groups=["mcp-admin"])
+    token = await log_in(setup, browser, "gina", "gina-password")
+    headers = cookie_header(token)
+    api = f"{setup.gateway.url}/api/servers"
+    setup.idp.stop()
+    await asyncio.sleep(2.5)  # refresh_interval = 2s: the next request tries the IdP
+    async with httpx.AsyncClient(timeout=20, trust_env=False) as client:
+        created = await client.post(api, json={"name": "gina-made", "url": "http://127.0.0.1:9"}, headers=headers)
+    assert created.status_code == 201, "an IdP outage must not end sessions or drop their groups"
+    assert "group refresh for user=gina provider=generic failed, groups kept" in setup.gateway.log
+    # and nothing in the whole gateway log (proxy and login app) carries a code or a token
+    for secret in (token, "code=", "refresh_token="):
+        assert secret not in setup.gateway.log
+
+
 def stored_bytes(setup: Setup) -> bytes:
     """Every byte of the SQLite session store (database and write-ahead log)."""
     return b"".join(path.read_bytes() for path in Path(setup.gateway.state_dir).glob("sessions.db*"))
