@@ -48,7 +48,7 @@ def test_session_cookie_attributes(auth_gateway):
     attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")[1:]}
     assert {"httponly", "path", "samesite"} <= attributes
     assert "samesite=lax" in cookie.lower() and "path=/" in cookie.lower()
-    assert "secure" not in attributes  # http public URL; https makes it Secure (unit-tested)
+    assert "secure" not in attributes  # http public URL; https makes it Secure (tests/unit/test_login_cookies.py)
 
 
 @pytest.mark.parametrize("password", ["wrong", "", ADMIN_PASSWORD + "x"])
