@@ -30,8 +30,8 @@ from mcp_gateway.routing import Area, Route
 from mcp_gateway.upstream import session_id_from_query
 
 from .failclosed import refuse_on_error
-from .identify import IDENTITY, resource_metadata_url
-from .router import ROUTE, refuse
+from .identify import IDENTITY, identified, resource_metadata_url
+from .router import refuse
 from .runtime import Runtime
 from .sse_answers import RefusalCodec, rewrite_answer
 from .sse_stream import SSE_MESSAGE_FILTER
@@ -91,12 +91,9 @@ class Authorizer:
 
     @refuse_on_error
     def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or not flow.live:
+        if (seen := identified(flow)) is None or not seen[0].is_mcp:
             return
-        found: Route | None = flow.metadata.get(ROUTE)
-        identity: Identity | None = flow.metadata.get(IDENTITY)
-        if found is None or not found.is_mcp or identity is None:
-            return
+        found, identity = seen
         if identity.kind == "anonymous":
             return  # authentication is off: the data plane alone
         scopes = self.scopes_of(identity)

@@ -170,6 +170,17 @@ class Identify:
         refuse(flow, 401, reason, {"www-authenticate": f"Bearer {challenge}"})
 
 
+def identified(flow: http.HTTPFlow) -> tuple[Route, Identity] | None:
+    """The route and the identity of a live, unanswered flow the Identify step let through."""
+    if flow.response or flow.error or not flow.live:
+        return None
+    found: Route | None = flow.metadata.get(ROUTE)
+    identity: Identity | None = flow.metadata.get(IDENTITY)
+    if found is None or identity is None:
+        return None
+    return found, identity
+
+
 def request_resource(public_url: str, found: Route) -> str | None:
     """The RFC 8707 resource a request is for: one server over one transport (None outside /api/{transport}/{s})."""
     if found.server and found.area in (Area.SSE, Area.STREAMABLE):

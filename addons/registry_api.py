@@ -20,15 +20,14 @@ from mitmproxy import http
 
 from mcp_gateway.authz import decide_registry, readable_servers
 from mcp_gateway.config import ServerConfig
-from mcp_gateway.identity import Identity
 from mcp_gateway.registry import RegistryError
-from mcp_gateway.routing import Area, Route
+from mcp_gateway.routing import Area
 
 from .authorizer import record
 from .failclosed import refuse_on_error
-from .identify import IDENTITY
+from .identify import identified
 from .responses import json_ok
-from .router import ROUTE, refuse
+from .router import refuse
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -51,12 +50,9 @@ class RegistryApi:
 
     @refuse_on_error
     def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or not flow.live:
+        if (seen := identified(flow)) is None:
             return
-        found: Route | None = flow.metadata.get(ROUTE)
-        identity: Identity | None = flow.metadata.get(IDENTITY)
-        if found is None or identity is None:
-            return
+        found, identity = seen
         if found.area is Area.API_OTHER:
             return refuse(flow, 404, "no such API path")
         if found.area is not Area.REGISTRY:
