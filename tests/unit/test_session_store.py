@@ -60,7 +60,8 @@ def _sqlite_backend(tmp_path: Path) -> Backend:
     def dump() -> bytes:
         return b"".join(p.read_bytes() for p in sorted(tmp_path.glob("sessions.db*")))
 
-    def hold_write_lock() -> None:  # another process keeping the lock beyond busy_timeout
+    def hold_write_lock() -> None:  # another process keeping the lock beyond busy_timeout (0.5 s: long enough
+        # for a dozen contending writers on a loaded machine, short enough to keep the outage test quick)
         conn = sqlite3.connect(path, isolation_level=None)
         conn.execute("BEGIN IMMEDIATE")
         saboteur.append(conn)
@@ -75,7 +76,7 @@ def _sqlite_backend(tmp_path: Path) -> Backend:
 
     backend = Backend(
         "sqlite",
-        lambda **options: open_store("sqlite:///sessions.db", base_dir=tmp_path, busy_timeout=0.1, **options),
+        lambda **options: open_store("sqlite:///sessions.db", base_dir=tmp_path, busy_timeout=0.5, **options),
         dump,
         hold_write_lock,
         session_count,
