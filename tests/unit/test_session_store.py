@@ -43,6 +43,7 @@ class Backend:
     dump: Callable[[], bytes]  # every byte the backend holds, to look for plaintext
     break_: Callable[[], None]  # make the backend stop answering
     session_count: Callable[[], int]
+    outage_options: dict[str, Any] = field(default_factory=dict)  # so the outage test fails fast
     cleanups: list[Callable[[], Any]] = field(default_factory=list)
     stores: list[SessionStore] = field(default_factory=list)
 
@@ -60,8 +61,7 @@ def _sqlite_backend(tmp_path: Path) -> Backend:
     def dump() -> bytes:
         return b"".join(p.read_bytes() for p in sorted(tmp_path.glob("sessions.db*")))
 
-    def hold_write_lock() -> None:  # another process keeping the lock beyond busy_timeout (0.5 s: long enough
-        # for a dozen contending writers on a loaded machine, short enough to keep the outage test quick)
+    def hold_write_lock() -> None:  # another process keeping the lock beyond busy_timeout
         conn = sqlite3.connect(path, isolation_level=None)
         conn.execute("BEGIN IMMEDIATE")
         saboteur.append(conn)
@@ -76,10 +76,13 @@ def _sqlite_backend(tmp_path: Path) -> Backend:
 
     backend = Backend(
         "sqlite",
-        lambda **options: open_store("sqlite:///sessions.db", base_dir=tmp_path, busy_timeout=0.5, **options),
+        # The production busy timeout (5 s): with a dozen contending writers on a loaded machine
+        # a short one makes SQLite give up; only the outage test shortens it.
+        lambda **options: open_store("sqlite:///sessions.db", base_dir=tmp_path, **options),
         dump,
         hold_write_lock,
         session_count,
+        outage_options={"busy_timeout": 0.2},
     )
     backend.cleanups.append(release)
     return backend
@@ -493,7 +496,7 @@ async def test_ttls_must_be_positive(backend: Backend):
 
 
 async def test_backend_that_stops_answering_raises_store_unavailable(backend: Backend):
-    store = backend.open()
+    store = backend.open(**backend.outage_options)
     token, session = await new_session(store)
 
     backend.break_()
