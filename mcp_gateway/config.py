@@ -227,6 +227,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     gw = parse_keys(_section(data, "gateway", where), SECTIONS["gateway"], where, "gateway", env, base_dir)
     auth = _load_auth(data, where, env, base_dir, gw["public_url"])
     session = parse_keys(_section(data, "session", where), SECTIONS["session"], where, "session", env, base_dir)
+    session["store"] = _session_store_url(session["store"], base_dir, (base_dir / gw["state_dir"]).resolve(), where)
     servers = _load_servers(data.get("servers", []), where, env, base_dir)
 
     state_dir = (base_dir / gw["state_dir"]).resolve()
@@ -254,6 +255,20 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         metrics_port=gw["metrics_port"],
         metrics_host=gw["metrics_host"],
     )
+
+
+def _session_store_url(url: str, base_dir: Path, state_dir: Path, where: str) -> str:
+    """An absolute sqlite:////… URL (relative paths resolve against the config's folder), or redis as given."""
+    url = url.strip()
+    if not url:
+        return f"sqlite:///{state_dir / 'sessions.db'}"
+    scheme = url.split(":", 1)[0].lower()
+    if scheme in ("redis", "rediss", "unix"):
+        return url
+    if scheme != "sqlite" or not url.startswith("sqlite:///") or len(url) <= len("sqlite:///"):
+        raise ConfigError(f"{where}: [session] store: expected sqlite:///PATH or redis://host:port/db, got {url!r}")
+    path = Path(url[len("sqlite:///"):])
+    return f"sqlite:///{path if path.is_absolute() else (base_dir / path).resolve()}"
 
 
 def _logging_level(env: Mapping[str, str]) -> str:

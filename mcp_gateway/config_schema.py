@@ -219,8 +219,9 @@ GENERIC_KEYS = (
 )
 
 SESSION_KEYS = (
-    Key("store", as_nonempty_str, "sqlite:///sessions.db",
-        "sqlite:///PATH (relative to state_dir) or redis://host:port/db."),
+    Key("store", as_str, "",
+        "sqlite:///PATH (a relative PATH resolves against the config file's folder, like every path here; "
+        "empty: <state_dir>/sessions.db) or redis://host:port/db."),
     Key("lifetime", as_duration, "8h", "Absolute session lifetime."),
     Key("idle_timeout", as_duration, "1h", "A session unused this long ends."),
     Key("refresh_interval", as_duration, "5m", "Group membership is re-read from the IdP this often."),

@@ -88,3 +88,22 @@ def test_problems_name_the_key(tmp_path, text, env, expected):
 def test_not_toml_names_the_file(tmp_path):
     with pytest.raises(ConfigError, match=r"gateway.toml: not valid TOML"):
         load_config(write(tmp_path, "[gateway\n"), env=SECRET)
+
+
+@pytest.mark.parametrize("store,expected", [
+    ("", "{state}/sessions.db"),
+    ("sqlite:///var/sessions.db", "{base}/var/sessions.db"),       # DESIGN §4's example: the config's folder
+    ("sqlite:////srv/gw/sessions.db", "/srv/gw/sessions.db"),
+])
+def test_sqlite_session_store_paths(tmp_path, store, expected):
+    path = write(tmp_path, f'[gateway]\nstate_dir = "state"\n[session]\nstore = "{store}"\n')
+    config = load_config(path, env=SECRET)
+    wanted = expected.format(state=tmp_path / "state", base=tmp_path)
+    assert config.session.store == f"sqlite:///{wanted}"
+
+
+def test_redis_and_bad_store_urls(tmp_path):
+    path = write(tmp_path, '[session]\nstore = "redis://127.0.0.1:6379/0"\n')
+    assert load_config(path, env=SECRET).session.store == "redis://127.0.0.1:6379/0"
+    with pytest.raises(ConfigError, match=r"\[session\] store: expected sqlite:///PATH or redis"):
+        load_config(write(tmp_path, '[session]\nstore = "postgres://x"\n'), env=SECRET)
