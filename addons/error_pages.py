@@ -82,6 +82,9 @@ def _refusal(buffer: ReceiveBuffer) -> bytes | None:
         return make_json_error_response(431) if len(buffer) > MAX_REQUEST_HEAD_BYTES else None
     if not lines or _body_rule is None:
         return None
+    head_text = b"".join(lines).lower()
+    if b"content-length" not in head_text and b"transfer-encoding" not in head_text:
+        return None  # no body to refuse: skip a second parse of the head (every GET takes this path)
     try:
         head = http1.read_request_head([bytes(line) for line in lines])
     except ValueError:
