@@ -6,7 +6,8 @@ mapping each server's path to its enabled state. The mapping, field by field, an
 
 `scan()` does all the disk reading and is meant to run off the event loop; it re-parses only
 the files whose modification time or size changed, so a refused file is logged once per
-change rather than once per poll. `servers` is replaced whole, never mutated, so readers on
+change rather than once per poll. Problems are logged as warnings, not errors: mitmproxy
+stops at start-up on any error line, and one bad file must not keep the other servers down. `servers` is replaced whole, never mutated, so readers on
 other threads always see one consistent snapshot.
 """
 
@@ -180,7 +181,7 @@ class ServerFiles:
                 self._folder_missing_logged = True
             return []
         except OSError as e:
-            log.error("servers_dir %s unreadable: %s", self.folder, e)
+            log.warning("servers_dir %s unreadable: %s", self.folder, e)
             return list(self._parsed)
         self._folder_missing_logged = False
         return [e for e in entries if e.suffix == ".json" and e.name != STATE_FILE
@@ -190,7 +191,7 @@ class ServerFiles:
         try:
             entry = server_from_document(read_document(file), file, self.folder)
         except FileRefused as e:
-            log.error("%s; the file is ignored, other servers are unaffected", e.message)
+            log.warning("%s; the file is ignored, other servers are unaffected", e.message)
             return None
         if entry.server.name in self.reserved:
             log.warning("server file %s: server %r is also declared in gateway.toml, which wins; the file is ignored",
@@ -214,12 +215,12 @@ class ServerFiles:
                 raise FileRefused(f"server file {path}: expected an object such as {{\"/currenttime\": true}}")
         except FileRefused as e:
             # Fail closed on a first read; later, the last good state stays in force.
-            log.error("%s; %s", e.message, "keeping the last good state" if self._state is not None
+            log.warning("%s; %s", e.message, "keeping the last good state" if self._state is not None
                       else "every server from files is disabled until it is fixed")
             return False
         for route, value in state.items():
             if not isinstance(value, bool):
-                log.error("server file %s: %r must be true or false, got %r; that server is disabled",
+                log.warning("server file %s: %r must be true or false, got %r; that server is disabled",
                           path, route, value)
         self._state = state
         return True
@@ -237,7 +238,7 @@ class ServerFiles:
                 continue
             name = entry.server.name
             if name in servers:
-                log.error("server file %s: server %r is already declared by %s; the file is ignored",
+                log.warning("server file %s: server %r is already declared by %s; the file is ignored",
                           file, name, servers[name].file)
                 continue
             servers[name] = replace(entry, server=replace(entry.server, enabled=self._enabled(entry)))

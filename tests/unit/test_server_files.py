@@ -103,7 +103,7 @@ def test_a_bad_file_is_refused_with_its_name_and_the_others_keep_working(tmp_pat
     bad = write(tmp_path, f"{case}.json", BAD_FILES[case])
     if case == "not-utf8":
         bad.write_bytes(b"\xff\xfe{}")
-    with caplog.at_level(logging.ERROR, logger="mcp_gateway.server_files"):
+    with caplog.at_level(logging.WARNING, logger="mcp_gateway.server_files"):
         files = scanned(tmp_path)
     assert set(files.servers) == {"good"}
     assert any(str(bad) in r.getMessage() and "ignored" in r.getMessage() for r in caplog.records), caplog.text
@@ -112,7 +112,7 @@ def test_a_bad_file_is_refused_with_its_name_and_the_others_keep_working(tmp_pat
 def test_a_duplicate_name_keeps_the_first_file_and_names_both(tmp_path, caplog):
     write(tmp_path, "a.json", CURRENTTIME | {"proxy_pass_url": "http://first:1"})
     write(tmp_path, "b.json", CURRENTTIME | {"proxy_pass_url": "http://second:1"})
-    with caplog.at_level(logging.ERROR):
+    with caplog.at_level(logging.WARNING):
         files = scanned(tmp_path)
     assert files.servers["currenttime"].server.url == "http://first:1"
     assert "b.json" in caplog.text and "a.json" in caplog.text
@@ -129,7 +129,7 @@ def test_gateway_toml_wins_over_a_file_with_a_warning(tmp_path, caplog):
 def test_a_bad_file_is_logged_once_not_at_every_poll(tmp_path, caplog):
     write(tmp_path, "bad.json", "{")
     files = ServerFiles(tmp_path)
-    with caplog.at_level(logging.ERROR):
+    with caplog.at_level(logging.WARNING):
         for _ in range(3):
             files.scan()
     assert caplog.text.count("bad.json") == 1
@@ -148,7 +148,7 @@ def test_the_state_file_sets_the_enabled_state(tmp_path):
 def test_an_unreadable_state_file_disables_every_file_server_at_start(tmp_path, caplog):
     write(tmp_path, "t.json", CURRENTTIME)
     write(tmp_path, STATE_FILE, "{broken")
-    with caplog.at_level(logging.ERROR):
+    with caplog.at_level(logging.WARNING):
         files = scanned(tmp_path)
     assert files.servers["currenttime"].server.enabled is False
     assert STATE_FILE in caplog.text
