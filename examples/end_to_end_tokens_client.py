@@ -1,27 +1,19 @@
 """Pass a GitHub token to a tool through the MCP Gateway (docs/end-to-end-tokens.md).
 
-The gateway authenticates you (here: a local account's session cookie); the GitHub token is
-only a tool argument, forwarded to the server untouched and kept out of the gateway's logs.
+The gateway authenticates you (here: a local account's session cookie, signed in as in
+call_with_cookie.py); the GitHub token is only a tool argument, forwarded to the server
+untouched and kept out of the gateway's logs.
 """
 
 import asyncio
 import os
 
-import httpx
+from call_with_cookie import GATEWAY, sign_in
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-GATEWAY = os.environ.get("GATEWAY_URL", "http://localhost:7860")
 SERVER = os.environ.get("MCP_SERVER", "github")
-
-
-def sign_in(username: str, password: str) -> str:
-    response = httpx.post(f"{GATEWAY}/oauth/login/local", data={"username": username, "password": password},
-                          headers={"origin": GATEWAY})
-    if response.status_code != 303:
-        raise SystemExit(f"sign-in failed: HTTP {response.status_code}")
-    return response.cookies["mcp_gateway_session"]
 
 
 async def main() -> str:

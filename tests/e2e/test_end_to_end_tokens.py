@@ -1,0 +1,104 @@
+"""The direct-parameter approach (docs/end-to-end-tokens.md) through real processes: the
+example server and client, a gateway with a local account, a recording stand-in for GitHub.
+The token reaches the service; no file the gateway writes holds it; mitmweb's stored flow
+shows "***" while the upstream received the original bytes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import ADMIN_PASSWORD, wait_for_login_app
+from tests.support.gateway import mitmdump_args, run_gateway, server_entry, write_config
+from tests.support.processes import REPO, free_port, running, wait_for_port
+from tests.support.recorder import recording_upstream
+
+pytestmark = pytest.mark.timeout(150)
+
+TOKEN = "ghp_E2Etoken0123456789abcdefNEVERLOGGED"
+WEB_PASSWORD = "web-ui-password-for-tests"
+
+
+def wait_until(condition, what: str, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_the_example_passes_the_token_and_no_gateway_file_holds_it(tmp_path):
+    gateway_dir, upstream_dir = tmp_path / "gateway", tmp_path / "upstream"
+    upstream_dir.mkdir()
+    port = free_port()
+    with recording_upstream() as github, running(
+            [sys.executable, str(REPO / "examples/end_to_end_tokens_server.py"), "--port", str(port)],
+            upstream_dir / "server.log", port=port, env={"GITHUB_API_URL": github.url}), \
+         run_gateway(gateway_dir, [server_entry("github", f"http://127.0.0.1:{port}")],
+                     auth={"enabled": True, "provider_type": "local"},
+                     env={"ADMIN_USER": "admin", "ADMIN_PASSWORD": ADMIN_PASSWORD, "LOGGING_LEVEL": "DEBUG"}) as gw:
+        wait_for_login_app(gw)
+        done = subprocess.run([sys.executable, str(REPO / "examples/end_to_end_tokens_client.py")],
+                              capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "GATEWAY_URL": gw.url, "ADMIN_PASSWORD": ADMIN_PASSWORD,
+                                   "GITHUB_TOKEN": TOKEN})
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert '"/user"' in done.stdout  # the stand-in GitHub's answer came back through the gateway
+        assert [r.headers["authorization"] for r in github.requests] == [f"token {TOKEN}"]
+        audit = gw.state_dir / "audit.jsonl"
+        wait_until(lambda: audit.exists() and "get_github_user" in audit.read_text(), "the tools/call audit record")
+    # Every file of the gateway's run: its log (at DEBUG), the audit log, the session store,
+    # the login app's and mitmproxy's files.
+    written = [p for p in gateway_dir.rglob("*") if p.is_file()]
+    assert audit in written and any(p.name.startswith("gateway-") for p in written)
+    holding = [str(p) for p in written if TOKEN.encode() in p.read_bytes()]
+    assert holding == []
+
+
+def test_mitmweb_stores_masked_arguments_while_the_upstream_receives_them(tmp_path):
+    port, web_port = free_port(), free_port()
+    with recording_upstream() as upstream:
+        config = write_config(tmp_path, port, [server_entry("recorder", upstream.url)])
+        args = mitmdump_args(config, tool="mitmweb") + [
+            "--set", f"web_port={web_port}", "--set", "web_host=127.0.0.1", "--set", "web_open_browser=false",
+            "--set", f"web_password={WEB_PASSWORD}"]
+        sent = [
+            json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+                "name": "get_github_user", "arguments": {"github_token": TOKEN, "repo": "octo/cat"}}}).encode(),
+            json.dumps([{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+                "name": "deploy", "arguments": {"aws": {"Secret_Access_Key": TOKEN}, "region": "eu-west-1"}}},
+                {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}]).encode(),
+        ]
+        with running(args, tmp_path / "mitmweb.log", port=port,
+                     env={"HOME": str(tmp_path), "MCP_AUTH_ENABLED": "false"}):
+            wait_for_port(web_port)
+            for body in sent:
+                response = httpx.post(f"http://127.0.0.1:{port}/api/streamable/recorder", content=body, timeout=10,
+                                      headers={"content-type": "application/json",
+                                               "accept": "application/json, text/event-stream"})
+                assert response.status_code == 200, response.text
+            web = f"http://127.0.0.1:{web_port}"
+
+            def posted():
+                flows = httpx.get(f"{web}/flows", params={"token": WEB_PASSWORD}, timeout=10).json()
+                done = [f for f in flows if f["request"]["method"] == "POST" and f.get("response")]
+                return done if len(done) >= len(sent) else None
+
+            flows = wait_until(posted, "the two POST flows in mitmweb")
+            stored = [httpx.get(f"{web}/flows/{f['id']}/request/content.data", params={"token": WEB_PASSWORD},
+                                timeout=10).content for f in flows]
+    # The upstream received exactly the bytes the client sent, token included.
+    assert [r.body for r in upstream.requests] == sent
+    # mitmweb keeps them masked.
+    assert all(TOKEN.encode() not in body for body in stored), stored
+    single = next(json.loads(b) for b in stored if b.startswith(b"{"))
+    batch = next(json.loads(b) for b in stored if b.startswith(b"["))
+    assert single["params"]["arguments"] == {"github_token": "***", "repo": "octo/cat"}
+    assert batch[0]["params"]["arguments"] == {"aws": {"Secret_Access_Key": "***"}, "region": "eu-west-1"}
