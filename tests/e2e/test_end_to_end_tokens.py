@@ -23,6 +23,7 @@ pytestmark = pytest.mark.timeout(150)
 
 TOKEN = "ghp_E2Etoken0123456789abcdefNEVERLOGGED"
 WEB_PASSWORD = "web-ui-password-for-tests"
+UPSTREAM_SECRET = "upstream-credential-never-shown"
 
 
 def wait_until(condition, what: str, timeout: float = 15.0):
@@ -65,7 +66,8 @@ def test_the_example_passes_the_token_and_no_gateway_file_holds_it(tmp_path):
 def test_mitmweb_stores_masked_arguments_while_the_upstream_receives_them(tmp_path):
     port, web_port = free_port(), free_port()
     with recording_upstream() as upstream:
-        config = write_config(tmp_path, port, [server_entry("recorder", upstream.url)])
+        config = write_config(tmp_path, port, [server_entry(
+            "recorder", upstream.url, upstream_header="X-Api-Key", upstream_value_env="MCP_UPSTREAM_RECORDER")])
         args = mitmdump_args(config, tool="mitmweb") + [
             "--set", f"web_port={web_port}", "--set", "web_host=127.0.0.1", "--set", "web_open_browser=false",
             "--set", f"web_password={WEB_PASSWORD}"]
@@ -77,7 +79,8 @@ def test_mitmweb_stores_masked_arguments_while_the_upstream_receives_them(tmp_pa
                 {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}]).encode(),
         ]
         with running(args, tmp_path / "mitmweb.log", port=port,
-                     env={"HOME": str(tmp_path), "MCP_AUTH_ENABLED": "false"}):
+                     env={"HOME": str(tmp_path), "MCP_AUTH_ENABLED": "false",
+                          "MCP_UPSTREAM_RECORDER": UPSTREAM_SECRET}):
             wait_for_port(web_port)
             for body in sent:
                 response = httpx.post(f"http://127.0.0.1:{port}/api/streamable/recorder", content=body, timeout=10,
@@ -96,8 +99,11 @@ def test_mitmweb_stores_masked_arguments_while_the_upstream_receives_them(tmp_pa
                                 timeout=10).content for f in flows]
     # The upstream received exactly the bytes the client sent, token included.
     assert [r.body for r in upstream.requests] == sent
+    assert [r.headers["x-api-key"] for r in upstream.requests] == [UPSTREAM_SECRET] * len(sent)
     # mitmweb keeps them masked.
     assert all(TOKEN.encode() not in body for body in stored), stored
+    # ... and so is the per-server credential the forwarder added to the forwarded request.
+    assert all(dict(f["request"]["headers"])["X-Api-Key"] == "***" for f in flows)
     single = next(json.loads(b) for b in stored if b.startswith(b"{"))
     batch = next(json.loads(b) for b in stored if b.startswith(b"["))
     assert single["params"]["arguments"] == {"github_token": "***", "repo": "octo/cat"}

@@ -133,3 +133,16 @@ def test_an_undecodable_body_is_left_alone(runtime):
     with taddons.context(addon):
         addon.response(flow)
     assert flow.request.raw_content == b"\x00garbage"
+
+
+def test_the_upstream_credential_header_is_masked_in_the_stored_flow(runtime):
+    from addons.router import SERVER
+    from mcp_gateway.config import ServerConfig
+    addon = MaskArguments(runtime)
+    flow = post(b"{}")
+    flow.metadata[SERVER] = ServerConfig("s", "http://127.0.0.1:1", upstream_header="X-Api-Key",
+                                         upstream_value_env="MCP_UPSTREAM_S")
+    flow.request.headers["x-api-key"] = TOKEN
+    with taddons.context(addon):
+        addon.responseheaders(flow)
+    assert flow.request.headers["x-api-key"] == MASK
