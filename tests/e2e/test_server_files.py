@@ -5,13 +5,12 @@ disables, a registry API toggle is written back, a bad file is logged and ignore
 from __future__ import annotations
 
 import json
-import time
-
 import httpx
 import pytest
 
 from tests.support.gateway import run_gateway, server_entry
-from tests.support.mcp_clients import session_for
+from tests.support.launcher import wait_until
+from tests.support.mcp_clients import ACCEPT, INIT, session_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -21,16 +20,6 @@ STATE = "server_state.json"
 def definition(path: str, url: str, **extra) -> str:
     return json.dumps({"server_name": f"{path} server", "path": path, "proxy_pass_url": url + "/",
                        "description": "from a file", "tags": ["t"], "tool_list": [], "num_tools": 2, **extra})
-
-
-def wait_until(condition, what: str, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +50,13 @@ def test_a_file_added_at_run_time_becomes_reachable_and_a_deleted_one_goes(files
     assert httpx.get(url, timeout=10).status_code == 404
     upstream = httpx.get(f"{files_gateway.url}/api/servers/currenttime", timeout=10).json()["url"]
     (files_gateway.folder / "latecomer.json").write_text(definition("/latecomer", upstream))
-    entry = wait_until(lambda: (r := httpx.get(url, timeout=10)).status_code == 200 and r.json(), "the new file")
+    wait_until(lambda: httpx.get(url, timeout=10).status_code == 200, what="the new file")
+    entry = httpx.get(url, timeout=10).json()
     assert entry["enabled"] is True and entry["description"] == "from a file"
+    initialized = httpx.post(files_gateway.streamable_url("latecomer"), json=INIT, headers=ACCEPT, timeout=10)
+    assert initialized.status_code == 200 and "serverInfo" in initialized.text  # reached the upstream
     (files_gateway.folder / "latecomer.json").unlink()
-    wait_until(lambda: httpx.get(url, timeout=10).status_code == 404, "the deleted file to go")
+    wait_until(lambda: httpx.get(url, timeout=10).status_code == 404, what="the deleted file to go")
 
 
 def test_server_state_false_answers_503(files_gateway):
@@ -90,10 +82,10 @@ def test_an_edit_of_the_state_file_by_hand_applies_without_a_restart(files_gatew
     state = files_gateway.folder / STATE
     url = f"{files_gateway.url}/api/servers/currenttime"
     state.write_text(json.dumps({"/currenttime": False, "/parked": False}))
-    wait_until(lambda: httpx.get(url, timeout=10).json()["enabled"] is False, "the state file to apply")
+    wait_until(lambda: httpx.get(url, timeout=10).json()["enabled"] is False, what="the state file to apply")
     assert httpx.post(files_gateway.streamable_url("currenttime"), json={}, timeout=10).status_code == 503
     state.write_text(json.dumps({"/currenttime": True, "/parked": False}))
-    wait_until(lambda: httpx.get(url, timeout=10).json()["enabled"] is True, "the state file to apply again")
+    wait_until(lambda: httpx.get(url, timeout=10).json()["enabled"] is True, what="the state file to apply again")
 
 
 def test_a_bad_file_is_logged_by_name_and_the_others_keep_working(files_gateway):
