@@ -1,6 +1,6 @@
 """The gateway's addons, in the order mitmproxy runs them:
-settings → route → identify → bind MCP sessions → authorize → registry API → forward (with timeouts) → audit,
-plus the login app's supervisor."""
+settings → route → identify → bind MCP sessions → authorize → registry API → forward (with timeouts) → audit
+→ mask secret arguments in the stored flow, plus the server-files watcher and the login app's supervisor."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from .auditor import Auditor
 from .authorizer import Authorizer
 from .forwarder import Forwarder
 from .identify import Identify
+from .mask_arguments import MaskArguments
 from .metrics import Metrics
 from .registry_api import RegistryApi
 from .resource_metadata import ResourceMetadata
 from .router import Router
 from .runtime import Runtime
+from .server_files_watch import ServerFilesWatch
 from .session_binding import SessionBinding
 from .settings import Settings
 from .supervisor import LoginAppSupervisor
@@ -36,5 +38,7 @@ def build_chain() -> list[object]:
         UpstreamTimeouts(runtime),
         Auditor(runtime),
         Metrics(runtime),
+        MaskArguments(runtime),
+        ServerFilesWatch(runtime),
         LoginAppSupervisor(runtime),
     ]

@@ -19,6 +19,7 @@ from mcp_gateway.config import ConfigError, GatewayConfig, load_config
 from mcp_gateway.policy_loader import PolicyError
 from mcp_gateway.policy_repository import PolicyRepository
 from mcp_gateway.registry import Registry
+from mcp_gateway.server_files import ServerFiles
 from mcp_gateway.services import session_store_for
 
 from . import sentinel
@@ -69,7 +70,9 @@ class Settings:
         try:
             config = load_config(ctx.options.gateway_config)
             config.state_dir.mkdir(parents=True, exist_ok=True)
-            registry = Registry(config.servers, config.state_dir, config.source.parent)
+            server_files = ServerFiles(config.servers_dir, frozenset(s.name for s in config.servers))
+            server_files.scan()
+            registry = Registry(config.servers, config.state_dir, config.source.parent, files=server_files)
             store = session_store_for(config) if config.auth.enabled else None
             policies = PolicyRepository(config.policy_dir)
         except PolicyError as e:
@@ -83,6 +86,7 @@ class Settings:
         if store is not None:
             self.runtime.services["store"] = store
         self.runtime.services["policies"] = policies
+        self.runtime.services["server_files"] = server_files
         if self.runtime.login_app_url is None or config.login_app_url:
             self.runtime.login_app_url = config.login_app_url
         # confdir must be set before mitmproxy's TLS addon creates its CA at `running`.

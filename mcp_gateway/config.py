@@ -121,6 +121,8 @@ class GatewayConfig:
     logging_level: str = "INFO"
     metrics_port: int = 0  # 0: no metrics listener
     metrics_host: str = "127.0.0.1"
+    servers_dir: Path | None = None  # None: no servers from files
+    masked_argument_names: tuple[str, ...] = ()
 
     @property
     def public_origin(self) -> str:
@@ -254,6 +256,8 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         logging_level=_logging_level(env),
         metrics_port=gw["metrics_port"],
         metrics_host=gw["metrics_host"],
+        servers_dir=(base_dir / gw["servers_dir"]).resolve(),
+        masked_argument_names=tuple(p.lower() for p in gw["masked_argument_names"]),
     )
 
 

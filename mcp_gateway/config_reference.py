@@ -31,7 +31,9 @@ the login app.
 
 SECTION_NOTES = {
     "servers": "Declared as `[[servers]]` tables. Runtime changes through the registry API are kept in "
-               "`<state_dir>/registry.toml` and override these by name; gateway.toml is never rewritten.",
+               "`<state_dir>/registry.toml` and override these by name; gateway.toml is never rewritten. "
+               "Servers may also come from JSON files in `servers_dir` (the `registry/servers/` format; a name "
+               "declared here wins over a file); see docs/registry-files.md.",
     "auth.local.accounts": "Declared as `[[auth.local.accounts]]` tables. `ADMIN_USER`/`ADMIN_PASSWORD` add one more "
                            "account in group `mcp-admin`. Make a hash with `scripts/hash-password`.",
     "auth.cognito": "Used when `provider_type = \"cognito\"`. Issuer and JWKS derive from the pool id and region.",

@@ -152,6 +152,14 @@ GATEWAY_KEYS = (
     Key("audit_log", as_str, "audit.jsonl", "JSON-lines audit log, relative to state_dir."),
     Key("log_tool_arguments", as_bool, False,
         "Write tool argument values to logs and audit (off: they may carry service tokens)."),
+    Key("servers_dir", as_nonempty_str, "registry/servers",
+        "Folder of server definition files (one JSON file per server, plus server_state.json), watched while "
+        "the gateway runs; see docs/registry-files.md. A missing folder means no servers from files.",
+        env="MCP_GATEWAY_SERVERS_DIR"),
+    Key("masked_argument_names", as_str_list, ("*token*", "*password*", "*secret*", "*key*", "*credential*"),
+        "Tool-call argument names (glob patterns, case-insensitive) whose values mitmweb's stored flows show as "
+        "\"***\" once forwarded; the upstream still receives them. An empty list turns masking off. "
+        "See docs/end-to-end-tokens.md."),
     Key("metrics_port", as_port, 0,
         "Port of the Prometheus metrics listener, separate from the proxy's (never reachable through it); 0: off."),
     Key("metrics_host", as_nonempty_str, "127.0.0.1",

@@ -5,6 +5,9 @@ the program, atomically, with tomli-w, to `<state_dir>/registry.toml`; a person'
 gateway.toml is never rewritten. Several gateway instances share the state file: each
 re-reads it when its modification time changes, so a toggle on one instance is seen by
 all of them within `check_interval`.
+
+Servers may also come from a folder of server definition files (mcp_gateway.server_files,
+docs/registry-files.md); changes to those are written back to their files instead.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any, Mapping
 import tomli_w
 
 from .config import ConfigError, ServerConfig, server_from_mapping
+from .server_files import FileRefused, ServerFiles
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +45,10 @@ class RegistryError(Exception):
 
 class Registry:
     def __init__(self, declared: tuple[ServerConfig, ...], state_dir: Path, base_dir: Path,
-                 check_interval: float = 1.0):
+                 check_interval: float = 1.0, files: ServerFiles | None = None):
         self._declared = {s.name: s for s in declared}
+        self._files = files
+        self._files_version = files.version if files else 0
         self._state_path = state_dir / STATE_FILE
         self._base_dir = base_dir
         self._check_interval = check_interval
@@ -70,6 +76,7 @@ class Registry:
         return frozenset(self._servers)
 
     def refresh(self) -> None:
+        self._refresh_files()
         now = time.monotonic()
         if now - self._checked_at >= self._check_interval:
             self._checked_at = now
@@ -109,7 +116,8 @@ class Registry:
         return {str(k): dict(v) for k, v in overrides.items()}, {str(d) for d in deleted}
 
     def _merge(self, overrides: Mapping[str, Mapping[str, Any]], deleted: set[str]) -> dict[str, ServerConfig]:
-        servers = {name: s for name, s in self._declared.items() if name not in deleted}
+        declared = {**self._servers_from_files(overrides), **self._declared}
+        servers = {name: s for name, s in declared.items() if name not in deleted}
         for name, fields in overrides.items():
             base = asdict(servers[name]) if name in servers else {}
             merged = {**base, **fields, "name": name}
@@ -142,6 +150,8 @@ class Registry:
             self._reload_locked()
             if name not in self._servers:
                 raise RegistryError(404, f"unknown server {name!r}")
+            if self._from_file(name):
+                return self._write_file(lambda files: files.remove(name))
             overrides = dict(self._overrides)
             overrides.pop(name, None)
             deleted = set(self._deleted)
@@ -163,6 +173,9 @@ class Registry:
                 raise RegistryError(404, f"unknown server {name!r}")
             base = asdict(current) if current else {"name": name}
             server = self._validate({**base, **fields}, label=f"servers.{name}")
+            if self._from_file(name):
+                # Written as validated (e.g. "yes" → true), never as sent.
+                return self._write_file(lambda files: files.write_back(name, {k: getattr(server, k) for k in fields}))
             overrides = dict(self._overrides)
             overrides[name] = {**overrides.get(name, {}), **fields}
             deleted = set(self._deleted) - {name}
@@ -203,3 +216,38 @@ class Registry:
         self._overrides, self._deleted, self._servers = overrides, deleted, servers
         self._stamp = self._file_stamp()
         self.version += 1
+
+    # -- servers from definition files (mcp_gateway.server_files) -------------
+
+    def _refresh_files(self) -> None:
+        # The folder is polled off the event loop (addons/server_files_watch.py); here only
+        # the in-memory snapshot is compared, so reading the registry never touches the disk.
+        if self._files is not None and self._files.version != self._files_version:
+            with self._lock:
+                self._files_version = self._files.version
+                self._servers = self._merge(self._overrides, self._deleted)
+                self.version += 1
+
+    def _servers_from_files(self, overrides: Mapping[str, Any]) -> dict[str, ServerConfig]:
+        if self._files is None:
+            return {}
+        # gateway.toml and servers registered through the API win over a file of the same name.
+        return {name: entry.server for name, entry in self._files.servers.items()
+                if name not in self._declared and name not in overrides}
+
+    def _from_file(self, name: str) -> bool:
+        return (self._files is not None and name in self._files.servers
+                and name not in self._declared and name not in self._overrides)
+
+    def _write_file(self, write) -> Any:
+        try:
+            result = write(self._files)
+        except FileRefused as e:
+            raise RegistryError(e.status, e.message) from None
+        except OSError as e:
+            log.error("registry: cannot write to servers_dir %s: %s", self._files.folder, e)
+            raise RegistryError(503, "the server's definition file cannot be written; see the gateway log") from None
+        self._files_version = self._files.version
+        self._servers = self._merge(self._overrides, self._deleted)
+        self.version += 1
+        return result
