@@ -5,10 +5,12 @@ plus the login app's supervisor."""
 from __future__ import annotations
 
 from . import error_pages
+from .access_log import AccessLogFile
 from .auditor import Auditor
 from .authorizer import Authorizer
 from .forwarder import Forwarder
 from .identify import Identify
+from .idp_startup import IdpStartupCheck
 from .metrics import Metrics
 from .registry_api import RegistryApi
 from .resource_metadata import ResourceMetadata
@@ -35,6 +37,8 @@ def build_chain() -> list[object]:
         Forwarder(runtime),
         UpstreamTimeouts(runtime),
         Auditor(runtime),
+        AccessLogFile(runtime),
         Metrics(runtime),
+        IdpStartupCheck(runtime),  # before the supervisor: a misconfigured IdP stops start-up first
         LoginAppSupervisor(runtime),
     ]
