@@ -130,8 +130,8 @@ class Key:
 
 
 GATEWAY_KEYS = (
-    Key("listen_host", as_nonempty_str, "0.0.0.0", "Address the proxy listens on."),
-    Key("listen_port", as_port, 7860, "Port the proxy listens on."),
+    Key("listen_host", as_nonempty_str, "0.0.0.0", "Address the proxy listens on.", env="MCP_GATEWAY_LISTEN_HOST"),
+    Key("listen_port", as_port, 7860, "Port the proxy listens on.", env="MCP_GATEWAY_LISTEN_PORT"),
     Key("public_url", as_http_url, "http://localhost:7860",
         "The origin browsers and MCP clients see; callbacks, cookies (Secure when https) and metadata derive from it. "
         "Unset: the configured provider's callback URI's scheme, host and port, else the default.",
