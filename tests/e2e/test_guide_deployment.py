@@ -198,3 +198,24 @@ def test_a_pool_without_endpoints_stops_start_up_saying_what_to_set(moto_cognito
     assert len(errors) == 1, output
     assert "names no authorization_endpoint" in errors[0] and "MCP_AUTH_COGNITO_DOMAIN" in errors[0]
     assert "Traceback" not in output
+
+
+def test_an_unreachable_pool_lets_the_gateway_start_and_sign_in_answer_503(moto_cognito: MotoCognito,
+                                                                           tmp_path: Path) -> None:
+    app_client = moto_cognito.create_app_client(moto_cognito.create_pool("staff"))
+    port = free_port()
+    nowhere = CompletedDiscovery(url=f"http://127.0.0.1:{free_port()}", hosted_ui=HOSTED_UI)  # nothing listens
+    env = guide_env(app_client, nowhere, f"http://localhost:{port}/oauth/callback/cognito")
+    with container(tmp_path, env, port) as (_, proc):
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            wait_until(lambda: http.get("/oauth/healthz").status_code == 200, what="the login app: " + proc.output)
+            for accept in ("text/html", "application/json"):
+                refused = http.get("/oauth/login/cognito", headers={"accept": accept})
+                assert refused.status_code == 503, refused.text
+                assert "not available yet" in refused.text and "cannot be reached" not in refused.text
+            signed_in = http.post("/oauth/login/local", data={"username": "admin", "password": GUIDE_PASSWORD},
+                                  headers={"origin": f"http://localhost:{port}"})
+            assert signed_in.status_code == 303  # local accounts keep working meanwhile
+        output = proc.output
+    assert "sign-in not available yet" in output and "retrying in the background" in output
+    assert "gateway configuration error" not in output
