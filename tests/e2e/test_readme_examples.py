@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -95,6 +96,8 @@ def test_the_readme_run_command_starts_a_gateway_you_can_sign_in_to(tmp_path):
     try:
         wait_for_port(port, demo.proc, timeout=60, log=tmp_path / "demo.log")
         wait_for_port(demo_port, demo.proc, timeout=30, log=tmp_path / "demo.log")
+        # the example signs in at once: wait for the login app the gateway starts, as a person would
+        wait_for_login_app(SimpleNamespace(url=f"http://127.0.0.1:{port}", log=demo.output), timeout=60)
         password = re.search(r"as admin / (\S+)", demo.output).group(1)
         assert f"ADMIN_PASSWORD={password}" in (tmp_path / "secrets.env").read_text()
         done = subprocess.run([sys.executable, str(REPO / "examples/call_with_cookie.py")], capture_output=True,
