@@ -5,11 +5,13 @@ settings → route → identify → bind MCP sessions → authorize → registry
 from __future__ import annotations
 
 from . import error_pages
+from .access_log import AccessLogFile
 from .auditor import Auditor
 from .authorizer import Authorizer
 from .forwarder import Forwarder
 from .identify import Identify
 from .mask_arguments import MaskArguments
+from .idp_startup import IdpStartupCheck
 from .metrics import Metrics
 from .registry_api import RegistryApi
 from .resource_metadata import ResourceMetadata
@@ -37,8 +39,10 @@ def build_chain() -> list[object]:
         Forwarder(runtime),
         UpstreamTimeouts(runtime),
         Auditor(runtime),
+        AccessLogFile(runtime),
         Metrics(runtime),
         MaskArguments(runtime),
         ServerFilesWatch(runtime),
+        IdpStartupCheck(runtime),  # before the supervisor: a misconfigured IdP stops start-up first
         LoginAppSupervisor(runtime),
     ]

@@ -1,34 +1,26 @@
-"""Call a tool through the MCP Gateway with the `mcp` SDK, signed in with a local account."""
+"""Call a tool through the MCP Gateway with the `mcp` SDK, signed in with a local account.
+
+TRANSPORT=sse uses the gateway's SSE endpoint (/api/execute/currenttime/sse) instead of
+Streamable HTTP (/api/streamable/currenttime). Needs `pip install "mcp-gateway[client]"`."""
 
 import asyncio
 import os
 
-import httpx
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp_gateway.client import GatewayClient
 
 GATEWAY = os.environ.get("GATEWAY_URL", "http://localhost:7860")
-
-
-def sign_in(username: str, password: str) -> str:
-    """The session cookie's value, from the login app's form endpoint."""
-    response = httpx.post(f"{GATEWAY}/oauth/login/local", data={"username": username, "password": password},
-                          headers={"origin": GATEWAY})
-    if response.status_code != 303:
-        raise SystemExit(f"sign-in failed: HTTP {response.status_code}")
-    return response.cookies["mcp_gateway_session"]
+TRANSPORT = os.environ.get("TRANSPORT", "streamable")
 
 
 async def main() -> str:
-    session = sign_in(os.environ.get("ADMIN_USER", "admin"), os.environ["ADMIN_PASSWORD"])
-    headers = {"cookie": f"mcp_gateway_session={session}"}
-    async with create_mcp_http_client(headers=headers) as http:
-        async with Client(streamable_http_client(f"{GATEWAY}/api/streamable/currenttime", http_client=http)) as client:
-            tools = await client.list_tools()
-            print("tools:", ", ".join(tool.name for tool in tools.tools))
-            result = await client.call_tool("current_time_by_timezone", {"timezone": "Europe/Berlin"})
-            return result.content[0].text
+    # Or GatewayClient(GATEWAY, cookie=...) with a browser's mcp_gateway_session cookie,
+    # or GatewayClient(GATEWAY, bearer_token=...) with an access token.
+    gateway = await GatewayClient.sign_in(GATEWAY, os.environ.get("ADMIN_USER", "admin"), os.environ["ADMIN_PASSWORD"])
+    async with gateway.session("currenttime", transport=TRANSPORT) as client:
+        tools = await client.list_tools()
+        print("tools:", ", ".join(tool.name for tool in tools.tools))
+        result = await client.call_tool("current_time_by_timezone", {"timezone": "Europe/Berlin"})
+        return result.content[0].text
 
 
 if __name__ == "__main__":

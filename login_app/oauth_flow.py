@@ -19,7 +19,15 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from mcp_gateway.providers import IdentityInvalid, IdpIdentity, IdpRefused, Provider, ProviderError
+from mcp_gateway.providers import (
+    EndpointsMissing,
+    EndpointsUnavailable,
+    IdentityInvalid,
+    IdpIdentity,
+    IdpRefused,
+    Provider,
+    ProviderError,
+)
 from mcp_gateway.redirects import safe_next
 from mcp_gateway.sessions import StoreUnavailable
 
@@ -42,6 +50,7 @@ log = logging.getLogger(__name__)
 GENERIC = "generic"
 NOT_VERIFIED = "Sign-in could not be verified"
 UNREACHABLE = "The identity provider cannot be reached"
+NOT_AVAILABLE = "Sign-in is not available yet"
 MAX_IDP_ERROR = 64
 MAX_IDP_DESCRIPTION = 300
 
@@ -114,6 +123,8 @@ async def _authorization_url(provider: Provider, transaction: LoginTransaction) 
     try:
         return await provider.authorization_url(state=transaction.state, nonce=transaction.nonce,
                                                 code_verifier=transaction.code_verifier)
+    except (EndpointsUnavailable, EndpointsMissing) as error:  # discovery has not succeeded (yet)
+        raise LoginFailed(503, NOT_AVAILABLE, error.reason) from None
     except ProviderError as error:
         raise LoginFailed(502, UNREACHABLE, error.reason) from None
 

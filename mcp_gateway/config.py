@@ -2,6 +2,12 @@
 
 Every problem becomes one `ConfigError` naming the key, so start-up can print a single
 clear line instead of a traceback.
+
+Without a file (the default `gateway.toml` absent from the working directory, or an empty
+MCP_GATEWAY_CONFIG) the environment alone configures the gateway and relative paths resolve
+against the working directory — how the container runs (docs/container.md). A file named
+explicitly by any other name must exist. Without a configured public URL (MCP_GATEWAY_PUBLIC_URL,
+`[gateway] public_url`) it derives from the provider's callback URI.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from .config_schema import (
+    GATEWAY_KEYS,
     REQUIRED,
     SECTIONS,
     SERVER_NAME,
@@ -26,6 +33,9 @@ from .config_schema import (
 log = logging.getLogger(__name__)
 
 MIN_SECRET_KEY_BYTES = 32
+DEFAULT_CONFIG_NAME = "gateway.toml"
+ACCESS_LOG_NAME = "access.log"
+DEFAULT_PUBLIC_URL = str(next(k.default for k in GATEWAY_KEYS if k.name == "public_url"))
 
 
 class ConfigError(Exception):
@@ -123,6 +133,8 @@ class GatewayConfig:
     metrics_host: str = "127.0.0.1"
     servers_dir: Path | None = None  # None: no servers from files
     masked_argument_names: tuple[str, ...] = ()
+    access_log: Path | None = None  # <log_dir>/access.log when [gateway] log_dir is set
+    from_file: bool = True  # False: configured by the environment alone (`source` names the absent default file)
 
     @property
     def public_origin(self) -> str:
@@ -216,28 +228,37 @@ def _read_secret_file(value: object, base_dir: Path, label: str) -> str:
         raise ConfigError(f"{label}: cannot read {path}: {e.strerror}") from None
 
 
-def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> GatewayConfig:
+def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> GatewayConfig:
     env = os.environ if env is None else env
-    source = Path(path).resolve()
-    where = str(path)
-    data = read_file(source)
+    where = str(path or "")
+    source = Path(where or DEFAULT_CONFIG_NAME).resolve()
+    from_file = not _environment_only(where, source)
+    if from_file:
+        data = read_file(source)
+    else:
+        where, data = "environment", {}
+        log.warning("no configuration file (%s): configured from the environment alone; relative paths resolve "
+                    "against %s", source, source.parent)
     base_dir = source.parent
     for name in data:
         if name not in ("gateway", "auth", "session", "servers"):
             raise ConfigError(f"{where}: [{name}]: unknown section")
 
-    gw = parse_keys(_section(data, "gateway", where), SECTIONS["gateway"], where, "gateway", env, base_dir)
-    auth = _load_auth(data, where, env, base_dir, gw["public_url"])
+    raw_gateway = _section(data, "gateway", where)
+    gw = parse_keys(raw_gateway, SECTIONS["gateway"], where, "gateway", env, base_dir)
+    public_url_given = "public_url" in raw_gateway or env.get("MCP_GATEWAY_PUBLIC_URL") not in (None, "")
+    auth, public_url = _load_auth(data, where, env, base_dir, gw["public_url"] if public_url_given else None)
     session = parse_keys(_section(data, "session", where), SECTIONS["session"], where, "session", env, base_dir)
     session["store"] = _session_store_url(session["store"], base_dir, (base_dir / gw["state_dir"]).resolve(), where)
     servers = _load_servers(data.get("servers", []), where, env, base_dir)
 
     state_dir = (base_dir / gw["state_dir"]).resolve()
+    log_dir = (base_dir / gw["log_dir"]).resolve() if gw["log_dir"].strip() else None
     return GatewayConfig(
         source=source,
         listen_host=gw["listen_host"],
         listen_port=gw["listen_port"],
-        public_url=gw["public_url"],
+        public_url=public_url,
         policy_dir=(base_dir / gw["policy_dir"]).resolve(),
         state_dir=state_dir,
         login_app_url=gw["login_app_url"],
@@ -248,7 +269,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         stream_idle_timeout=gw["stream_idle_timeout"],
         tls_cert=str((base_dir / gw["tls_cert"]).resolve()) if gw["tls_cert"] else "",
         tls_key=str((base_dir / gw["tls_key"]).resolve()) if gw["tls_key"] else "",
-        audit_log=state_dir / gw["audit_log"],
+        audit_log=(log_dir or state_dir) / gw["audit_log"],
         log_tool_arguments=gw["log_tool_arguments"],
         auth=auth,
         session=SessionConfig(**session),
@@ -258,7 +279,15 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         metrics_host=gw["metrics_host"],
         servers_dir=(base_dir / gw["servers_dir"]).resolve(),
         masked_argument_names=tuple(p.lower() for p in gw["masked_argument_names"]),
+        access_log=log_dir / ACCESS_LOG_NAME if log_dir else None,
+        from_file=from_file,
     )
+
+
+def _environment_only(where: str, source: Path) -> bool:
+    """No file to read: none named (empty), or the default name and no such file. Any other
+    name must exist, so a mistyped path stops start-up instead of running on defaults."""
+    return not where or (Path(where).name == DEFAULT_CONFIG_NAME and not source.exists())
 
 
 def _session_store_url(url: str, base_dir: Path, state_dir: Path, where: str) -> str:
@@ -283,7 +312,8 @@ def _logging_level(env: Mapping[str, str]) -> str:
 
 
 def _load_auth(data: Mapping[str, Any], where: str, env: Mapping[str, str], base_dir: Path,
-               public_url: str) -> AuthConfig:
+               public_url: str | None) -> tuple[AuthConfig, str]:
+    """The auth settings and the public URL (`public_url`, else derived from the callback URI)."""
     raw = _section(data, "auth", where)
     values = parse_keys(raw, SECTIONS["auth"], where, "auth", env, base_dir,
                         ignore=frozenset({"cognito", "okta", "generic", "local"}))
@@ -295,7 +325,8 @@ def _load_auth(data: Mapping[str, Any], where: str, env: Mapping[str, str], base
         if not provider.get("client_secret"):
             env_name = next(k.env for k in SECTIONS[section] if k.name == "client_secret")
             raise ConfigError(f"{where}: [{section}] client_secret: missing (set {env_name} or client_secret_file)")
-        _check_callback(provider, provider_type, public_url, where)
+        public_url = public_url or _origin_of(provider["callback_uri"])
+        _check_callback(provider, provider_type, public_url or DEFAULT_PUBLIC_URL, where)
         if provider_type == "generic" and not provider["issuer"]:
             # ID tokens and bearer JWTs are checked against the issuer, so it is needed even
             # when every endpoint is given explicitly.
@@ -324,7 +355,15 @@ def _load_auth(data: Mapping[str, Any], where: str, env: Mapping[str, str], base
         leeway=values["leeway"],
         provider=provider,
         local_accounts=accounts,
-    )
+    ), public_url or DEFAULT_PUBLIC_URL
+
+
+def _origin_of(url: str | None) -> str | None:
+    """scheme://host[:port] of a callback URI: the public URL it implies."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _check_callback(provider: dict[str, Any], provider_type: str, public_url: str, where: str) -> None:

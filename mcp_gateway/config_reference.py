@@ -17,7 +17,11 @@ INTRO = """# Configuration reference
 The gateway reads `gateway.toml` (or the file `--set gateway_config=PATH` or
 `MCP_GATEWAY_CONFIG` names; a `.json` file with the same structure works too). Relative
 paths resolve against the file's folder. An environment variable, where a key has one,
-overrides the file. Secrets (marked *secret*) should come from the environment or from a
+overrides the file. Without a file — the default `gateway.toml` absent from the working
+directory, or `MCP_GATEWAY_CONFIG` set to an empty value — the environment alone configures
+the gateway and relative paths resolve against the working directory (how the container
+runs); a file named explicitly must exist. Without `public_url` (or `MCP_GATEWAY_PUBLIC_URL`)
+the public URL is the scheme, host and port of the provider's callback URI. Secrets (marked *secret*) should come from the environment or from a
 file named by `<key>_file` (e.g. `client_secret_file = "/run/secrets/okta"`); a secret
 written into the file itself is accepted with a warning.
 
@@ -36,7 +40,9 @@ SECTION_NOTES = {
                "declared here wins over a file); see docs/registry-files.md.",
     "auth.local.accounts": "Declared as `[[auth.local.accounts]]` tables. `ADMIN_USER`/`ADMIN_PASSWORD` add one more "
                            "account in group `mcp-admin`. Make a hash with `scripts/hash-password`.",
-    "auth.cognito": "Used when `provider_type = \"cognito\"`. Issuer and JWKS derive from the pool id and region.",
+    "auth.cognito": "Used when `provider_type = \"cognito\"`. Issuer and JWKS derive from the pool id and region; "
+                    "the sign-in endpoints come from the pool's OIDC discovery document, or from `domain` "
+                    "(docs/providers.md).",
     "auth.okta": "Used when `provider_type = \"okta\"`.",
     "auth.generic": "Used when `provider_type = \"generic\"`: any OIDC / OAuth 2.1 provider.",
 }

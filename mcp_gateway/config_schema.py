@@ -130,10 +130,12 @@ class Key:
 
 
 GATEWAY_KEYS = (
-    Key("listen_host", as_nonempty_str, "0.0.0.0", "Address the proxy listens on."),
-    Key("listen_port", as_port, 7860, "Port the proxy listens on."),
+    Key("listen_host", as_nonempty_str, "0.0.0.0", "Address the proxy listens on.", env="MCP_GATEWAY_LISTEN_HOST"),
+    Key("listen_port", as_port, 7860, "Port the proxy listens on.", env="MCP_GATEWAY_LISTEN_PORT"),
     Key("public_url", as_http_url, "http://localhost:7860",
-        "The origin browsers and MCP clients see; callbacks, cookies (Secure when https) and metadata derive from it."),
+        "The origin browsers and MCP clients see; callbacks, cookies (Secure when https) and metadata derive from it. "
+        "Unset: the configured provider's callback URI's scheme, host and port, else the default.",
+        env="MCP_GATEWAY_PUBLIC_URL"),
     Key("policy_dir", as_nonempty_str, "policies", "Folder of policy files, read in name order."),
     Key("state_dir", as_nonempty_str, "var",
         "Folder for what the program writes: sessions.db, registry state, audit log, mitmproxy's confdir."),
@@ -149,7 +151,10 @@ GATEWAY_KEYS = (
         "An SSE or streamed response with no traffic for this long is closed (mitmproxy's tcp_timeout)."),
     Key("tls_cert", as_str, "", "PEM certificate (with key, or see tls_key) for TLS on the listener; empty: plain HTTP."),
     Key("tls_key", as_str, "", "PEM private key for tls_cert when it is a separate file."),
-    Key("audit_log", as_str, "audit.jsonl", "JSON-lines audit log, relative to state_dir."),
+    Key("audit_log", as_str, "audit.jsonl", "JSON-lines audit log, relative to state_dir (to log_dir when set)."),
+    Key("log_dir", as_str, "",
+        "Folder for log files: access.log (one line per request) and the audit log. Empty: the audit log in "
+        "state_dir, access lines on the console only. The container sets /app/logs.", env="MCP_GATEWAY_LOG_DIR"),
     Key("log_tool_arguments", as_bool, False,
         "Write tool argument values to logs and audit (off: they may carry service tokens)."),
     Key("servers_dir", as_nonempty_str, "registry/servers",

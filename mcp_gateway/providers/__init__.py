@@ -25,13 +25,20 @@ from .base import (
     RefreshRefused,
 )
 from .cognito import CognitoProvider
-from .endpoints import EndpointsUnavailable, IdpEndpoints, clear_discovery_cache, idp_endpoints
+from .endpoints import (
+    EndpointsMissing,
+    EndpointsUnavailable,
+    IdpEndpoints,
+    clear_discovery_cache,
+    idp_endpoints,
+    require_login_endpoints,
+)
 from .generic import GenericProvider
 from .oidc import OidcProvider
 from .okta import OktaProvider
 
 __all__ = [
-    "CognitoProvider", "EndpointsUnavailable", "GenericProvider", "IdentityInvalid", "IdpEndpoints", "IdpIdentity",
+    "CognitoProvider", "EndpointsMissing", "EndpointsUnavailable", "GenericProvider", "IdentityInvalid", "IdpEndpoints", "IdpIdentity",
     "IdpRefused", "IdpUnavailable", "OktaProvider", "Provider", "ProviderError", "RefreshRefused",
     "build_providers", "clear_discovery_cache", "idp_endpoints",
 ]
@@ -49,7 +56,8 @@ async def build_providers(config: GatewayConfig) -> dict[str, Provider]:
     """The configured provider by name ({} for local accounts only or auth off).
 
     The IdP's endpoints are looked up now so a misconfiguration shows in the log at start-up;
-    an IdP that does not answer yet is retried on first use, never fatal here.
+    an IdP that does not answer yet is retried on first use, never fatal here (the proxy's
+    start-up check, addons/idp_startup.py, is what stops a gateway that cannot sign anyone in).
     """
     kind = PROVIDER_TYPES.get(config.auth.provider_type)
     if not config.auth.enabled or kind is None:
@@ -57,6 +65,9 @@ async def build_providers(config: GatewayConfig) -> dict[str, Provider]:
     provider = kind(config)
     try:
         endpoints = await provider.endpoints()
+        require_login_endpoints(endpoints)
+    except EndpointsMissing as error:
+        log.error("auth: %s sign-in cannot work: %s", provider.name, error.reason)
     except ProviderError as error:
         log.warning("auth: %s provider not ready yet: %s (retried on first login)", provider.name, error.reason)
     else:

@@ -6,9 +6,16 @@
 - Cognito: the issuer is `https://cognito-idp.{region}.amazonaws.com/{pool}` (region: the
   configured one, else the pool id's prefix) and the JWKS sits under it. With `endpoint_url`
   (an emulator or a private endpoint) the pool's discovery document is read there instead,
-  but the expected issuer stays the AWS one. The hosted-UI endpoints come from `domain`.
+  but the expected issuer stays the AWS one. The hosted-UI endpoints (authorize, token,
+  userInfo, revoke) come from `domain` when it is set, else from the pool's discovery document
+  (Cognito lists them there once the pool has a domain). A discovery that fails leaves them
+  unknown with `discovery_error` set, so bearer JWTs (issuer + JWKS only) still work.
 - Okta: derived from the tenant URL, for the org authorization server or a custom one.
 - generic: the configured URLs; whatever is missing comes from OIDC discovery at the issuer.
+
+`require_login_endpoints` says whether a browser sign-in can start: EndpointsMissing (the
+configuration cannot work: stop start-up, say what to set) or EndpointsUnavailable (the IdP
+is not reachable yet: retry).
 
 Discovery documents are fetched with httpx (asynchronously: the proxy calls this too) and
 cached; a failed fetch is remembered for a short while so a burst of callers costs the IdP
@@ -29,7 +36,7 @@ import httpx
 
 from mcp_gateway.config import GatewayConfig
 
-from .base import IdpUnavailable
+from .base import IdpUnavailable, ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +53,11 @@ class EndpointsUnavailable(IdpUnavailable):
     `reason` is safe to log and to show."""
 
 
+class EndpointsMissing(ProviderError):
+    """The IdP answered, but neither it nor the configuration names the sign-in endpoints:
+    a configuration problem that no retry fixes. `reason` says what to set."""
+
+
 @dataclass(frozen=True)
 class IdpEndpoints:
     provider_type: str  # "cognito" | "okta" | "generic"
@@ -60,6 +72,8 @@ class IdpEndpoints:
     revocation_url: str | None = None
     iss_parameter_supported: bool = False  # RFC 9207: the IdP puts `iss` in every authorization response
     token_endpoint_auth_method: str = "client_secret_basic"
+    discovery_url: str | None = None  # where the sign-in endpoints were looked up, if anywhere
+    discovery_error: str | None = None  # that lookup failed (unreachable, unreadable): retry later
 
 
 async def idp_endpoints(config: GatewayConfig, *, http: httpx.AsyncClient | None = None) -> IdpEndpoints:
@@ -88,12 +102,21 @@ def _groups_claim(config: GatewayConfig) -> str:
 async def _cognito(settings: Mapping[str, Any], http: httpx.AsyncClient | None) -> IdpEndpoints:
     issuer = cognito_issuer(settings)
     jwks_url = f"{issuer}/.well-known/jwks.json"
-    discovered: dict[str, Any] = {}
-    if settings.get("endpoint_url"):
-        # The emulator's (or private endpoint's) documents; the tokens still name the AWS issuer.
-        discovered = await _discovery_cache.document(f"{settings['endpoint_url']}/{settings['user_pool_id']}", http)
-        jwks_url = discovered["jwks_uri"]
     domain = settings.get("domain")
+    emulator = settings.get("endpoint_url")
+    discovery_base = f"{emulator}/{settings['user_pool_id']}" if emulator else issuer
+    discovered: dict[str, Any] = {}
+    problem: str | None = None
+    if emulator or not domain:
+        try:
+            discovered = await _discovery_cache.document(discovery_base, http)
+        except EndpointsUnavailable as error:
+            if emulator:  # the JWKS is only known from the emulator's document
+                raise
+            problem = error.reason
+    if emulator:
+        # The emulator's (or private endpoint's) documents; the tokens still name the AWS issuer.
+        jwks_url = discovered["jwks_uri"]
     hosted = {
         "authorize_url": f"{domain}/oauth2/authorize",
         "token_url": f"{domain}/oauth2/token",
@@ -103,6 +126,7 @@ async def _cognito(settings: Mapping[str, Any], http: httpx.AsyncClient | None) 
     return IdpEndpoints(
         provider_type="cognito", issuer=issuer, jwks_url=jwks_url, client_id=settings["client_id"],
         audiences=(settings["client_id"],), groups_claim=COGNITO_GROUPS_CLAIM, **hosted,
+        discovery_url=None if domain else discovery_base + DISCOVERY_PATH, discovery_error=problem,
     )
 
 
@@ -144,8 +168,34 @@ async def _generic(settings: Mapping[str, Any], groups_claim: str, http: httpx.A
         audiences=(settings["client_id"],), groups_claim=groups_claim,
         iss_parameter_supported=document.get("authorization_response_iss_parameter_supported") is True,
         token_endpoint_auth_method="client_secret_post" if post_only else "client_secret_basic",
+        discovery_url=(issuer.rstrip("/") + DISCOVERY_PATH) if document else None,
         **merged,
     )
+
+
+SETUP_HINTS = {
+    "cognito": "give the user pool a domain (Cognito console: App integration, Domain) so its discovery document "
+               "lists the hosted-UI endpoints, or set MCP_AUTH_COGNITO_DOMAIN to the hosted-UI domain "
+               "(e.g. https://example.auth.us-east-1.amazoncognito.com)",
+    "okta": "set MCP_AUTH_OKTA_TENANT_URL",
+    "generic": "set MCP_AUTH_AUTHORIZE_URL and MCP_AUTH_TOKEN_URL, or an MCP_AUTH_ISSUER whose discovery document "
+               "names them",
+}
+
+
+def require_login_endpoints(endpoints: IdpEndpoints) -> None:
+    """Raises unless a browser sign-in can start: EndpointsUnavailable when the lookup failed
+    (retry), EndpointsMissing when the IdP answered without the endpoints (fix the config)."""
+    missing = [name for name, url in (("authorization_endpoint", endpoints.authorize_url),
+                                      ("token_endpoint", endpoints.token_url)) if not url]
+    if not missing:
+        return
+    kind = endpoints.provider_type
+    if endpoints.discovery_error:
+        raise EndpointsUnavailable(f"the {kind} sign-in endpoints are not known yet: {endpoints.discovery_error}")
+    where = f"the discovery document {endpoints.discovery_url}" if endpoints.discovery_url else "the configuration"
+    raise EndpointsMissing(f"the {kind} sign-in endpoints are not known: {where} names no {' and no '.join(missing)}; "
+                           f"{SETUP_HINTS.get(kind, 'see docs/providers.md')}")
 
 
 def _oauth_endpoints(document: Mapping[str, Any]) -> dict[str, str | None]:

@@ -16,7 +16,6 @@ from .oidc import OidcProvider
 
 class GenericProvider(OidcProvider):
     name = "generic"
-    setup_hint = "set MCP_AUTH_ISSUER (discovery) or MCP_AUTH_AUTHORIZE_URL and MCP_AUTH_TOKEN_URL"
 
     def __init__(self, config: GatewayConfig) -> None:
         settings = config.auth.provider

@@ -25,7 +25,7 @@ from mcp_gateway.config import GatewayConfig
 from mcp_gateway.tokens import JwksCache, JwksUnavailable, TokenInvalid, TokenPolicy, TokenValidator, claims_groups
 
 from .base import IdentityInvalid, IdpIdentity, IdpRefused, IdpUnavailable, Provider, RefreshRefused
-from .endpoints import IdpEndpoints, idp_endpoints
+from .endpoints import IdpEndpoints, idp_endpoints, require_login_endpoints
 
 try:  # authlib's httpx integration runs on httpx2 where it is installed, else on httpx
     import httpx2 as _authlib_http
@@ -52,7 +52,6 @@ class OidcProvider(Provider):
     username_claims: tuple[str, ...] = ("preferred_username", "email", "sub")
     token_use: str | None = None  # Cognito marks ID tokens token_use=id
     groups_from_userinfo = True  # the groups claim missing from the ID token: ask userinfo (Okta's org server)
-    setup_hint = "configure the provider's authorization and token endpoints (docs/providers.md)"
     timeout = 10.0
 
     def __init__(self, config: GatewayConfig, *, scopes: Sequence[str], display_name: str | None = None) -> None:
@@ -74,8 +73,7 @@ class OidcProvider(Provider):
 
     async def authorization_url(self, *, state: str, nonce: str, code_verifier: str) -> str:
         ready = await self._ready()
-        if not ready.endpoints.authorize_url or not ready.endpoints.token_url:
-            raise IdpUnavailable(f"the {self.name} authorization endpoint is not known: {self.setup_hint}")
+        require_login_endpoints(ready.endpoints)
         url, _ = ready.client.create_authorization_url(
             ready.endpoints.authorize_url, state=state, code_verifier=code_verifier, nonce=nonce,
             scope=" ".join(self.scopes),
@@ -94,7 +92,7 @@ class OidcProvider(Provider):
     async def refresh(self, refresh_token: str) -> IdpIdentity:
         ready = await self._ready()
         if not ready.endpoints.token_url:
-            raise IdpUnavailable(f"the {self.name} token endpoint is not known: {self.setup_hint}")
+            require_login_endpoints(ready.endpoints)
         try:
             async with _talking_to_idp("the refresh"):
                 token = await ready.client.refresh_token(ready.endpoints.token_url, refresh_token=refresh_token)
@@ -138,12 +136,16 @@ class OidcProvider(Provider):
         return claims
 
     async def _ready(self) -> _Resolved:
-        if self._resolved is None:
+        stale = self._resolved is not None and self._resolved.endpoints.discovery_error is not None
+        if self._resolved is None or stale:
             if self._http is None:
                 self._http = httpx.AsyncClient(timeout=self.timeout, verify=_tls_context())
             endpoints = await idp_endpoints(self._config, http=self._http)
-            if self._resolved is None:  # another task may have finished first while we awaited
-                self._resolved = self._resolve(endpoints)
+            if self._resolved is None or self._resolved.endpoints.discovery_error is not None:
+                # (another task may have finished first while we awaited)
+                previous, self._resolved = self._resolved, self._resolve(endpoints)
+                if previous is not None:  # the sign-in endpoints were not found then: try again now
+                    await previous.client.aclose()
         return self._resolved
 
     def _resolve(self, endpoints: IdpEndpoints) -> _Resolved:

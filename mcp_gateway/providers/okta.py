@@ -18,7 +18,6 @@ OKTA_SCOPES = ("openid", "email", "profile", "offline_access")
 class OktaProvider(OidcProvider):
     name = "okta"
     display_name = "Okta"
-    setup_hint = "set MCP_AUTH_OKTA_TENANT_URL"
 
     def __init__(self, config: GatewayConfig) -> None:
         org_server = not config.auth.provider.get("authorization_server")

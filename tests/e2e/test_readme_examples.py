@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -40,9 +41,11 @@ def demo_gateway(tmp_path_factory, upstream_sse_answers):
         yield gw
 
 
-def test_the_cookie_example_calls_the_tool(demo_gateway):
+@pytest.mark.parametrize("transport", ["streamable", "sse"])
+def test_the_cookie_example_calls_the_tool(demo_gateway, transport):
     done = subprocess.run([sys.executable, str(REPO / "examples/call_with_cookie.py")], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "GATEWAY_URL": demo_gateway.url, "ADMIN_PASSWORD": ADMIN_PASSWORD})
+                          timeout=60, env={**os.environ, "GATEWAY_URL": demo_gateway.url, "ADMIN_PASSWORD": ADMIN_PASSWORD,
+                                           "TRANSPORT": transport})
     assert done.returncode == 0, done.stderr[-2000:]
     assert "tools: current_time_by_timezone, countdown" in done.stdout or "tools: countdown, current_time_by_timezone" in done.stdout
     assert re.search(r"^20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\+0[12]:00$", done.stdout, re.M), done.stdout
@@ -93,6 +96,8 @@ def test_the_readme_run_command_starts_a_gateway_you_can_sign_in_to(tmp_path):
     try:
         wait_for_port(port, demo.proc, timeout=60, log=tmp_path / "demo.log")
         wait_for_port(demo_port, demo.proc, timeout=30, log=tmp_path / "demo.log")
+        # the example signs in at once: wait for the login app the gateway starts, as a person would
+        wait_for_login_app(SimpleNamespace(url=f"http://127.0.0.1:{port}", log=demo.output), timeout=60)
         password = re.search(r"as admin / (\S+)", demo.output).group(1)
         assert f"ADMIN_PASSWORD={password}" in (tmp_path / "secrets.env").read_text()
         done = subprocess.run([sys.executable, str(REPO / "examples/call_with_cookie.py")], capture_output=True,
@@ -102,3 +107,43 @@ def test_the_readme_run_command_starts_a_gateway_you_can_sign_in_to(tmp_path):
         assert re.search(r"\+0[12]:00$", done.stdout.strip())
     finally:
         demo.stop()
+
+
+# -- mcp_gateway.client, the helper the examples use ------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["streamable", "sse"])
+async def test_the_client_helper_with_a_given_cookie_on_both_transports(demo_gateway, transport):
+    from mcp_gateway.client import GatewayClient
+    from tests.support.login import login_local
+
+    gateway = GatewayClient(demo_gateway.url, cookie=login_local(demo_gateway.url, "admin", ADMIN_PASSWORD))
+    result = await gateway.call_tool("currenttime", "current_time_by_timezone", {"timezone": "Europe/Berlin"},
+                                     transport=transport)
+    assert re.fullmatch(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\+0[12]:00", result.content[0].text)
+    assert "mcp_gateway_session" not in repr(gateway)
+
+
+async def test_the_client_helper_says_why_a_sign_in_failed(demo_gateway):
+    from mcp_gateway.client import GatewayClient, SignInFailed
+
+    with pytest.raises(SignInFailed, match="refused: HTTP 401"):
+        await GatewayClient.sign_in(demo_gateway.url, "admin", "not-the-password")
+
+
+@pytest.mark.parametrize("server,transport", [("../registry", "sse"), ("a/b", "streamable"), ("", "sse"),
+                                              ("currenttime", "websocket"), ("CurrentTime", "streamable")])
+def test_the_client_helper_refuses_what_is_not_a_server_or_transport(server, transport):
+    from mcp_gateway.client import GatewayClient
+
+    with pytest.raises(ValueError):
+        GatewayClient("http://localhost:7860", bearer_token="t").url(server, transport)
+
+
+def test_the_client_helper_sends_exactly_one_credential():
+    from mcp_gateway.client import GatewayClient
+
+    assert GatewayClient("http://gw", bearer_token="tok").headers == {"authorization": "Bearer tok"}
+    assert GatewayClient("http://gw", cookie="c").headers == {"cookie": "mcp_gateway_session=c"}
+    with pytest.raises(ValueError):
+        GatewayClient("http://gw", cookie="c", bearer_token="tok")

@@ -18,7 +18,8 @@ from demo.currenttime import build_app, build_server
 from mcp_gateway.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG_IN_IMAGE = "/config/gateway.toml"
+APP = "/app"  # the image's WORKDIR
+CONFIG_IN_COMPOSE = "/app/gateway.toml"  # the default file name in the working directory
 SECRETS = {"SECRET_KEY": "k" * 48, "ADMIN_USER": "admin", "ADMIN_PASSWORD": "a-password"}
 
 
@@ -45,8 +46,11 @@ def compose_config():
 
 def test_the_image_is_slim_python_and_runs_as_a_user():
     assert instructions("FROM") == ["python:3.12-slim"]
-    users = instructions("USER")
-    assert users and users[-1] not in ("root", "0")
+    # Started as root only to hand the volume folders to the user `gateway`, then runs as it.
+    assert "useradd --system --uid 10001" in " ".join(instructions("RUN"))
+    script = (REPO / "deploy" / "entrypoint.sh").read_text()
+    assert 'exec setpriv --reuid="$run_as" --regid="$run_as" --init-groups python -m addons.launcher run' in script
+    assert "run_as=gateway" in script
 
 
 def test_everything_the_dockerfile_copies_exists():
@@ -58,12 +62,24 @@ def test_everything_the_dockerfile_copies_exists():
     assert ".venv" in ignored and "var" in ignored  # local state never enters the image
 
 
-def test_the_entrypoint_starts_the_gateway_with_the_config_in_the_image():
+def test_the_entrypoint_runs_the_launcher_from_app_without_a_config_file():
+    assert instructions("WORKDIR") == [APP]
     entrypoint = yaml.safe_load(instructions("ENTRYPOINT")[0])  # exec form is a JSON/YAML list
-    assert entrypoint[:3] == ["python", "-m", "addons.launcher"]
-    assert (REPO / "addons" / "launcher.py").exists()
-    assert entrypoint[entrypoint.index("--config") + 1] == CONFIG_IN_IMAGE
-    assert any(args.endswith(f" {CONFIG_IN_IMAGE}") for args in instructions("COPY"))
+    assert entrypoint == ["sh", f"{APP}/deploy/entrypoint.sh"]
+    assert any(shlex.split(args) == ["deploy/entrypoint.sh", "./deploy/entrypoint.sh"] for args in instructions("COPY"))
+    script = (REPO / "deploy" / "entrypoint.sh").read_text()
+    assert "exec python -m addons.launcher run" in script and "--config" not in script
+    # No configuration file in the image: the environment alone configures it (docs/container.md).
+    assert not any("gateway.toml" in args for args in instructions("COPY"))
+    assert "MCP_GATEWAY_CONFIG" not in " ".join(instructions("ENV"))
+
+
+def test_the_logs_folder_is_where_the_guides_volume_goes():
+    env = " ".join(instructions("ENV"))
+    assert re.search(r"MCP_GATEWAY_LOG_DIR=/app/logs\b", env)
+    owned = " ".join(instructions("RUN"))
+    for folder in ("/app/logs", "/app/registry/servers", "/app/var"):
+        assert folder in owned, f"the image does not prepare {folder}"
 
 
 def test_the_demo_extra_it_installs_exists():
@@ -92,7 +108,7 @@ def test_ports_agree_between_dockerfile_config_and_compose(compose, compose_conf
 def test_compose_mounts_config_policies_and_state_where_the_config_expects_them(compose, compose_config):
     gateway = compose["services"]["gateway"]
     mounts = dict(volume.split(":")[:2] for volume in gateway["volumes"])  # source:target[:ro]
-    assert mounts["./deploy/gateway.compose.toml"] == CONFIG_IN_IMAGE
+    assert mounts["./deploy/gateway.compose.toml"] == CONFIG_IN_COMPOSE
     assert mounts["./policies"] == str(compose_config.policy_dir)
     assert mounts["gateway-state"] == str(compose_config.state_dir)
     assert "gateway-state" in compose["volumes"]

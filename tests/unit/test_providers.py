@@ -21,6 +21,7 @@ import pytest
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.group_refresh import refresh_if_due
 from mcp_gateway.providers import (
+    CognitoProvider,
     EndpointsUnavailable,
     IdentityInvalid,
     IdpIdentity,
@@ -32,14 +33,20 @@ from mcp_gateway.providers import (
     build_providers,
     clear_discovery_cache,
     idp_endpoints,
+    require_login_endpoints,
 )
+from mcp_gateway.providers.endpoints import EndpointsMissing
+from mcp_gateway.providers.readiness import sign_in_endpoints
 from mcp_gateway.providers.oidc import OidcProvider
 from mcp_gateway.secretbox import SecretBox
 from mcp_gateway.sessions import Session, SessionStore, open_store
 from mcp_gateway.tokens import claims_groups
 from tests.support.cognito import MOTO_SIGNING_KID, CognitoAppClient, MotoCognito, _moto_signing_key
 from tests.support.cognito import moto_cognito  # noqa: F401  (fixture)
+from tests.support.cognito_discovery import completed_cognito_discovery
 from tests.support.fake_idp import PUBLIC_URL, FakeIdp, generic_config, provider_config
+from tests.support.oidc_provider import OidcProvider as RealOidcProvider
+from tests.support.oidc_provider import oidc_provider  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -104,11 +111,18 @@ async def authorization_params(provider: Provider) -> dict[str, str]:
 
 
 async def test_cognito_issuer_and_jwks_derive_from_the_pool_id(tmp_path: Path) -> None:
-    endpoints = await idp_endpoints(provider_config(tmp_path, cognito_env()))
-    assert endpoints.issuer == f"https://cognito-idp.eu-west-1.amazonaws.com/{POOL_ID}"
-    assert endpoints.jwks_url == f"https://cognito-idp.eu-west-1.amazonaws.com/{POOL_ID}/.well-known/jwks.json"
+    requests: list[str] = []
+    async with discovery_client({}, requests) as http:  # AWS is not reachable from here: 404
+        endpoints = await idp_endpoints(provider_config(tmp_path, cognito_env()), http=http)
+    issuer = f"https://cognito-idp.eu-west-1.amazonaws.com/{POOL_ID}"
+    assert endpoints.issuer == issuer
+    assert endpoints.jwks_url == f"{issuer}/.well-known/jwks.json"
     assert (endpoints.groups_claim, endpoints.audiences) == ("cognito:groups", ("cognito-app",))
-    assert endpoints.authorize_url is None  # no hosted-UI domain configured
+    # the hosted-UI endpoints are looked up in the pool's discovery document; that failed: retry later
+    assert requests == [f"{issuer}/.well-known/openid-configuration"]
+    assert endpoints.authorize_url is None and "HTTP status 404" in (endpoints.discovery_error or "")
+    with pytest.raises(EndpointsUnavailable, match="not known yet"):
+        require_login_endpoints(endpoints)
 
 
 async def test_okta_org_and_custom_authorization_servers(tmp_path: Path) -> None:
@@ -432,6 +446,111 @@ async def test_cognito_code_flow_and_refresh_through_a_hosted_ui_stand_in(
         refreshed = await cognito.refresh(identity.refresh_token or "")
     assert (refreshed.subject, refreshed.groups) == (identity.subject, ("mcp-user",))
     assert refreshed.refresh_token == identity.refresh_token  # Cognito does not rotate it
+
+
+# -- sign-in endpoints: discovery, overrides, and what stops start-up ------------------------------------
+
+HOSTED_UI = "https://staff-pool.auth.us-east-1.amazoncognito.com"
+
+
+def five_variables(app: CognitoAppClient) -> dict[str, str]:
+    """The guide's five Cognito variables, nothing else."""
+    return {"MCP_AUTH_PROVIDER_TYPE": "cognito", "MCP_AUTH_COGNITO_USER_POOL_ID": app.pool.pool_id,
+            "MCP_AUTH_COGNITO_CLIENT_ID": app.client_id, "MCP_AUTH_COGNITO_CLIENT_SECRET": app.client_secret or "",
+            "MCP_AUTH_COGNITO_CALLBACK_URI": f"{PUBLIC_URL}/oauth/callback/cognito",
+            "MCP_AUTH_COGNITO_REGION": app.pool.region}
+
+
+async def test_cognito_five_variables_take_the_hosted_ui_from_the_pools_discovery_document(
+        moto_cognito: MotoCognito, tmp_path: Path, built: Any) -> None:
+    """moto's document lacks the hosted-UI endpoints (no hosted UI there): a stand-in completes it
+    as Cognito does for a pool with a domain (tests/support/cognito_discovery.py)."""
+    app = moto_cognito.create_app_client(moto_cognito.create_pool("staff"))
+    with completed_cognito_discovery(moto_cognito.endpoint_url, HOSTED_UI) as emulator:
+        env = {**five_variables(app), "MCP_AUTH_COGNITO_ENDPOINT_URL": emulator.url}
+        endpoints = await sign_in_endpoints(provider_config(tmp_path, env))
+        cognito = await built(provider_config(tmp_path, env))
+        url = httpx.URL(await cognito.authorization_url(state="s", nonce=NONCE, code_verifier=VERIFIER))
+    assert emulator.requests[0] == f"/{app.pool.pool_id}/.well-known/openid-configuration"
+    expected = emulator.endpoints()
+    assert (endpoints.authorize_url, endpoints.token_url, endpoints.userinfo_url, endpoints.revocation_url) == (
+        expected["authorization_endpoint"], expected["token_endpoint"], expected["userinfo_endpoint"],
+        expected["revocation_endpoint"])
+    assert endpoints.issuer == app.pool.issuer and endpoints.jwks_url == app.pool.jwks_url  # JWKS still moto's
+    assert str(url.copy_with(query=None)) == expected["authorization_endpoint"]
+    assert (url.params["client_id"], url.params["code_challenge_method"]) == (app.client_id, "S256")
+    assert url.params["redirect_uri"] == f"{PUBLIC_URL}/oauth/callback/cognito"
+
+
+async def test_cognito_domain_overrides_the_discovered_endpoints(moto_cognito: MotoCognito, tmp_path: Path) -> None:
+    app = moto_cognito.create_app_client(moto_cognito.create_pool("staff"))
+    with completed_cognito_discovery(moto_cognito.endpoint_url, HOSTED_UI) as emulator:
+        env = {**five_variables(app), "MCP_AUTH_COGNITO_ENDPOINT_URL": emulator.url,
+               "MCP_AUTH_COGNITO_DOMAIN": "https://auth.example.com"}
+        endpoints = await sign_in_endpoints(provider_config(tmp_path, env))
+    assert (endpoints.authorize_url, endpoints.token_url) == ("https://auth.example.com/oauth2/authorize",
+                                                              "https://auth.example.com/oauth2/token")
+
+
+async def test_a_pool_without_a_domain_stops_start_up_saying_what_to_set(
+        moto_cognito: MotoCognito, tmp_path: Path, built: Any) -> None:
+    app = moto_cognito.create_app_client(moto_cognito.create_pool("staff"))
+    with completed_cognito_discovery(moto_cognito.endpoint_url, HOSTED_UI, complete=False) as emulator:
+        config = provider_config(tmp_path, {**five_variables(app), "MCP_AUTH_COGNITO_ENDPOINT_URL": emulator.url})
+        with pytest.raises(EndpointsMissing) as missing:
+            await sign_in_endpoints(config)
+        cognito = await built(config)
+        with pytest.raises(EndpointsMissing):  # the login app answers 503 with this reason, never a 502
+            await cognito.authorization_url(state="s", nonce=NONCE, code_verifier=VERIFIER)
+    reason = missing.value.reason
+    assert f"{emulator.url}/{app.pool.pool_id}/.well-known/openid-configuration" in reason
+    assert "authorization_endpoint" in reason and "MCP_AUTH_COGNITO_DOMAIN" in reason
+
+
+async def test_a_provider_that_could_not_be_asked_is_asked_again(tmp_path: Path) -> None:
+    """Not reachable at start: sign-in is refused as unavailable (503), and works once the pool's
+    document can be read — without a restart. (AWS itself is not reachable here: a mock transport.)"""
+    issuer = f"https://cognito-idp.eu-west-1.amazonaws.com/{POOL_ID}"
+    documents: dict[str, Any] = {}
+    requests: list[str] = []
+    cognito = CognitoProvider(provider_config(tmp_path, cognito_env()))
+    async with discovery_client(documents, requests) as http:
+        cognito._http = http  # the provider's client for discovery and JWKS
+        with pytest.raises(EndpointsUnavailable, match="not known yet"):
+            await cognito.authorization_url(state="s", nonce=NONCE, code_verifier=VERIFIER)
+        documents[f"{issuer}/.well-known/openid-configuration"] = {
+            "issuer": issuer, "jwks_uri": f"{issuer}/.well-known/jwks.json",
+            "authorization_endpoint": f"{HOSTED_UI}/oauth2/authorize", "token_endpoint": f"{HOSTED_UI}/oauth2/token"}
+        clear_discovery_cache()  # the failure is remembered for DISCOVERY_RETRY_AFTER: skip the wait
+        url = await cognito.authorization_url(state="s", nonce=NONCE, code_verifier=VERIFIER)
+        cognito._http = None
+        await cognito.aclose()
+    assert url.startswith(f"{HOSTED_UI}/oauth2/authorize?") and len(requests) == 2
+
+
+async def test_generic_issuer_discovery_against_a_real_provider(oidc_provider: RealOidcProvider,
+                                                                tmp_path: Path) -> None:
+    config = generic_config(tmp_path, oidc_provider.issuer, "gateway", "a-secret")
+    endpoints = await sign_in_endpoints(config)
+    assert (endpoints.authorize_url, endpoints.token_url, endpoints.jwks_url, endpoints.revocation_url) == (
+        oidc_provider.authorize_url, oidc_provider.token_url, oidc_provider.jwks_url, oidc_provider.revocation_url)
+    assert endpoints.discovery_url == oidc_provider.discovery_url
+
+
+async def test_generic_discovery_without_endpoints_stops_start_up(tmp_path: Path) -> None:
+    only_the_issuer = {name: value for name, value in generic_env().items() if not name.endswith("_URL")}
+    thin = discovered(authorization_endpoint=None, token_endpoint=None)
+    async with discovery_client({DISCOVERY: thin}, []) as http:
+        with pytest.raises(EndpointsMissing, match="MCP_AUTH_AUTHORIZE_URL and MCP_AUTH_TOKEN_URL"):
+            await sign_in_endpoints(provider_config(tmp_path, only_the_issuer), http=http)
+        given = provider_config(tmp_path, generic_env(MCP_AUTH_JWKS_URL=""))  # explicit URLs fill the gap
+        assert (await sign_in_endpoints(given, http=http)).authorize_url == "https://idp.test/auth"
+
+
+async def test_okta_sign_in_endpoints_come_from_the_tenant_url(tmp_path: Path) -> None:
+    async with discovery_client({}, requests := []) as http:
+        endpoints = await sign_in_endpoints(provider_config(tmp_path, okta_env("https://acme.okta.com")), http=http)
+    assert requests == [] and endpoints.authorize_url == "https://acme.okta.com/oauth2/v1/authorize"
 
 
 # -- group refresh of sessions ---------------------------------------------------------------------------
