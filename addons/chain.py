@@ -18,6 +18,7 @@ from .session_binding import SessionBinding
 from .settings import Settings
 from .supervisor import LoginAppSupervisor
 from .timeouts import UpstreamTimeouts
+from .upstream_tls import UpstreamTls
 
 
 def build_chain() -> list[object]:
@@ -34,6 +35,7 @@ def build_chain() -> list[object]:
         RegistryApi(runtime, authorizer.scopes_of),
         Forwarder(runtime),
         UpstreamTimeouts(runtime),
+        UpstreamTls(runtime),
         Auditor(runtime),
         Metrics(runtime),
         LoginAppSupervisor(runtime),

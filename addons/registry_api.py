@@ -18,7 +18,9 @@ from typing import Any
 
 from mitmproxy import http
 
-from mcp_gateway.authz import decide_registry, readable_servers
+from mcp_gateway.authz import Decision, decide_registry, readable_servers
+from mcp_gateway.registry_fields import FieldProblem, check_body, decide_edit, origin_of
+from mcp_gateway.scopes import server_scope
 from mcp_gateway.config import ServerConfig
 from mcp_gateway.registry import RegistryError
 from mcp_gateway.routing import Area
@@ -64,19 +66,43 @@ class RegistryApi:
         assert registry is not None
         open_access = identity.kind == "anonymous"
         scopes = frozenset() if open_access else self.scopes_of(identity)
-        if not open_access:
-            decision = decide_registry(scopes, action, found.server)
-            record(flow, decision)
-            if not decision.allowed:
-                log.warning("access refused: registry %s %s by %s: missing %s", action, found.server or "",
-                            identity.username, decision.scope)
-                return refuse(flow, 403, decision.reason, {
-                    "www-authenticate": f'Bearer error="insufficient_scope", scope="{decision.scope}"'},
-                    scope=decision.scope)
         try:
+            if not open_access:
+                decision = self._decide(flow, scopes, action, found.server)
+                record(flow, decision)
+                if not decision.allowed:
+                    log.warning("access refused: registry %s %s by %s: %s", action, found.server or "",
+                                identity.username, decision.reason)
+                    return refuse(flow, 403, decision.reason, {
+                        "www-authenticate": f'Bearer error="insufficient_scope", scope="{decision.scope}"'},
+                        scope=decision.scope)
             flow.response = self._perform(flow, action, found.server, scopes, open_access)
         except RegistryError as e:
+            log.warning("registry %s %s refused (%d): %s", action, found.server or "", e.status, e.message)
             refuse(flow, e.status, e.message)
+
+    def _decide(self, flow: http.HTTPFlow, scopes: frozenset[str], action: str, name: str | None) -> Decision:
+        """Edits are decided field by field (mcp_gateway/registry_fields.py); the rest by action."""
+        if action != "edit":
+            return decide_registry(scopes, action, name)
+        if not decide_registry(scopes, "edit", name).allowed and server_scope(name, "toggle") not in scopes:
+            return decide_registry(scopes, "edit", name)  # no scope of the table: refused before the body is read
+        fields = self._edit_fields(flow, name)
+        config = self.runtime.config
+        others = [s for s in self.runtime.registry.all() if s.name != name]
+        return decide_edit(scopes, name, fields, config.editor_upstream_hosts if config else (),
+                           [origin for s in others if (origin := origin_of(s.url))])
+
+    def _edit_fields(self, flow: http.HTTPFlow, name: str | None) -> dict[str, Any]:
+        body = self._body(flow, required=True)
+        if "name" in body and body["name"] != name:
+            raise RegistryError(400, "a server cannot be renamed; register a new one")
+        fields = {k: v for k, v in body.items() if k != "name"}
+        try:
+            check_body(fields, with_name=False)
+        except FieldProblem as e:
+            raise RegistryError(400, str(e)) from None
+        return fields
 
     def _perform(self, flow: http.HTTPFlow, action: str, name: str | None, scopes: frozenset[str],
                  open_access: bool) -> http.Response:
@@ -102,10 +128,9 @@ class RegistryApi:
             log.info("registry: server %s %s", name, "enabled" if enabled else "disabled")
             return json_ok(self._entry(server))
         if action == "edit":
-            if "name" in body and body["name"] != name:
-                raise RegistryError(400, "a server cannot be renamed; register a new one")
-            server = registry.edit(name, {k: v for k, v in body.items() if k != "name"})
-            log.info("registry: server %s edited (%s)", name, ", ".join(sorted(body)))
+            fields = self._edit_fields(flow, name)
+            server = registry.edit(name, fields)
+            log.info("registry: server %s edited (%s)", name, ", ".join(sorted(fields)))
             return json_ok(self._entry(server))
         server = registry.register(body)
         log.info("registry: server %s registered -> %s", server.name, server.url)
@@ -149,6 +174,8 @@ class RegistryApi:
                 "sse": f"{public}/api/execute/{server.name}/sse",
                 "streamable": f"{public}/api/streamable/{server.name}",
             },
+            "tags": list(server.tags),
+            "verify_tls": server.verify_tls,
             "upstream_header": server.upstream_header or None,
         }
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
+from . import credentials
 from .config_schema import (
     REQUIRED,
     SECTIONS,
@@ -40,6 +41,7 @@ class ServerConfig:
     streamable_path: str = "/mcp"
     enabled: bool = True
     description: str = ""
+    tags: tuple[str, ...] = ()
     verify_tls: bool = True
     ca_file: str = ""
     upstream_header: str = ""
@@ -121,6 +123,8 @@ class GatewayConfig:
     logging_level: str = "INFO"
     metrics_port: int = 0  # 0: no metrics listener
     metrics_host: str = "127.0.0.1"
+    credentials_dir: Path | None = None  # None: no file credentials
+    editor_upstream_hosts: tuple[str, ...] = ()
 
     @property
     def public_origin(self) -> str:
@@ -228,7 +232,8 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     auth = _load_auth(data, where, env, base_dir, gw["public_url"])
     session = parse_keys(_section(data, "session", where), SECTIONS["session"], where, "session", env, base_dir)
     session["store"] = _session_store_url(session["store"], base_dir, (base_dir / gw["state_dir"]).resolve(), where)
-    servers = _load_servers(data.get("servers", []), where, env, base_dir)
+    credentials_dir = (base_dir / gw["credentials_dir"]).resolve() if gw["credentials_dir"] else None
+    servers = _load_servers(data.get("servers", []), where, env, base_dir, credentials_dir)
 
     state_dir = (base_dir / gw["state_dir"]).resolve()
     return GatewayConfig(
@@ -254,6 +259,8 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         logging_level=_logging_level(env),
         metrics_port=gw["metrics_port"],
         metrics_host=gw["metrics_host"],
+        credentials_dir=credentials_dir,
+        editor_upstream_hosts=gw["editor_upstream_hosts"],
     )
 
 
@@ -359,7 +366,8 @@ def _load_local_accounts(raw: Any, where: str, env: Mapping[str, str], base_dir:
     return tuple(accounts)
 
 
-def _load_servers(raw: Any, where: str, env: Mapping[str, str], base_dir: Path) -> tuple[ServerConfig, ...]:
+def _load_servers(raw: Any, where: str, env: Mapping[str, str], base_dir: Path,
+                  credentials_dir: Path | None) -> tuple[ServerConfig, ...]:
     if not isinstance(raw, list):
         raise ConfigError(f"{where}: [[servers]] must be an array of tables")
     servers: list[ServerConfig] = []
@@ -369,7 +377,12 @@ def _load_servers(raw: Any, where: str, env: Mapping[str, str], base_dir: Path) 
             raise ConfigError(f"{where}: [{label}] must be a table")
         if isinstance(entry.get("name"), str) and SERVER_NAME.fullmatch(entry["name"]):
             label = f'servers "{entry["name"]}"'
-        servers.append(server_from_mapping(entry, f"{where}: ", label, base_dir))
+        server = server_from_mapping(entry, f"{where}: ", label, base_dir, credentials_dir)
+        try:
+            credentials.check_configured_value(server, env)
+        except credentials.CredentialProblem as e:
+            raise ConfigError(f"{where}: [{label}] {e.key}: {e}") from None
+        servers.append(server)
     names = [s.name for s in servers]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -377,9 +390,14 @@ def _load_servers(raw: Any, where: str, env: Mapping[str, str], base_dir: Path) 
     return tuple(servers)
 
 
-def server_from_mapping(entry: Mapping[str, Any], prefix: str, label: str, base_dir: Path) -> ServerConfig:
-    """A server entry from config or the registry API; raises ConfigError naming the key."""
+def server_from_mapping(entry: Mapping[str, Any], prefix: str, label: str, base_dir: Path,
+                        credentials_dir: Path | None = None) -> ServerConfig:
+    """A server entry from config or the registry; raises ConfigError naming the key."""
     values = parse_keys(entry, SECTIONS["servers"], prefix.rstrip(": ") or "server", label, {}, base_dir)
-    if bool(values["upstream_header"]) and not (values["upstream_value_env"] or values["upstream_value_file"]):
-        raise ConfigError(f"{prefix}[{label}] upstream_header: needs upstream_value_env or upstream_value_file")
+    try:
+        values.update(credentials.checked_sources(values, credentials_dir))
+    except credentials.CredentialProblem as e:
+        raise ConfigError(f"{prefix}[{label}] {e.key}: {e}") from None
+    if values["ca_file"]:
+        values["ca_file"] = str((base_dir / values["ca_file"]).resolve())
     return ServerConfig(**values)

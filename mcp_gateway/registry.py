@@ -24,12 +24,11 @@ from typing import Any, Mapping
 import tomli_w
 
 from .config import ConfigError, ServerConfig, server_from_mapping
+from .registry_fields import CONFIG_ONLY_FIELDS, SETTABLE_FIELDS, FieldProblem, check_body
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "registry.toml"
-EDITABLE_KEYS = frozenset({"url", "sse_path", "streamable_path", "enabled", "description", "verify_tls", "ca_file",
-                           "upstream_header", "upstream_value_env", "upstream_value_file"})
 
 
 class RegistryError(Exception):
@@ -106,15 +105,24 @@ class Registry:
         deleted = data.get("deleted", [])
         if not isinstance(overrides, dict) or not isinstance(deleted, list):
             raise ValueError("expected [servers.<name>] tables and a deleted list")
-        return {str(k): dict(v) for k, v in overrides.items()}, {str(d) for d in deleted}
+        return {str(k): _settable(str(k), v) for k, v in overrides.items()}, {str(d) for d in deleted}
 
     def _merge(self, overrides: Mapping[str, Mapping[str, Any]], deleted: set[str]) -> dict[str, ServerConfig]:
         servers = {name: s for name, s in self._declared.items() if name not in deleted}
         for name, fields in overrides.items():
-            base = asdict(servers[name]) if name in servers else {}
-            merged = {**base, **fields, "name": name}
-            servers[name] = server_from_mapping(merged, f"{self._state_path}: ", f"servers.{name}", self._base_dir)
+            servers[name] = self._build(name, servers.get(name), fields, f"{self._state_path}: ", f"servers.{name}")
         return servers
+
+    def _build(self, name: str, base: ServerConfig | None, fields: Mapping[str, Any], prefix: str,
+               label: str) -> ServerConfig:
+        """`base` with `fields` applied. What only configuration sets (credentials, ca_file) is
+        taken from the declared entry as it is, never from runtime data."""
+        values = {k: v for k, v in asdict(base).items() if k not in CONFIG_ONLY_FIELDS} if base else {}
+        server = server_from_mapping({**values, **fields, "name": name}, prefix, label, self._base_dir)
+        declared = self._declared.get(name)
+        if declared is None:
+            return server
+        return replace(server, **{k: getattr(declared, k) for k in CONFIG_ONLY_FIELDS})
 
     # -- changing ------------------------------------------------------------
 
@@ -122,17 +130,13 @@ class Registry:
         return self._change(name, {"enabled": enabled}, must_exist=True)
 
     def edit(self, name: str, fields: Mapping[str, Any]) -> ServerConfig:
-        unknown = sorted(set(fields) - EDITABLE_KEYS)
-        if unknown:
-            raise RegistryError(400, f"not editable: {', '.join(unknown)}")
+        _check(fields, with_name=False)
         return self._change(name, dict(fields), must_exist=True)
 
     def register(self, fields: Mapping[str, Any]) -> ServerConfig:
         name = fields.get("name")
-        unknown = sorted(set(fields) - EDITABLE_KEYS - {"name"})
-        if unknown:
-            raise RegistryError(400, f"unknown keys: {', '.join(unknown)}")
-        server = self._validate(dict(fields), label="new server")
+        _check(fields, with_name=True)
+        server = self._validate(None, dict(fields), label="new server")
         if self.get(server.name) is not None:
             raise RegistryError(409, f"server {name!r} already exists")
         return self._change(server.name, {k: v for k, v in fields.items() if k != "name"}, must_exist=False)
@@ -149,9 +153,9 @@ class Registry:
                 deleted.add(name)
             self._write(overrides, deleted)
 
-    def _validate(self, fields: dict[str, Any], label: str) -> ServerConfig:
+    def _validate(self, base: ServerConfig | None, fields: dict[str, Any], label: str) -> ServerConfig:
         try:
-            return server_from_mapping(fields, "", label, self._base_dir)
+            return self._build(fields.get("name") or (base.name if base else ""), base, fields, "", label)
         except ConfigError as e:
             raise RegistryError(400, str(e)) from None
 
@@ -161,8 +165,7 @@ class Registry:
             current = self._servers.get(name)
             if must_exist and current is None:
                 raise RegistryError(404, f"unknown server {name!r}")
-            base = asdict(current) if current else {"name": name}
-            server = self._validate({**base, **fields}, label=f"servers.{name}")
+            server = self._validate(current, {**fields, "name": name}, label=f"servers.{name}")
             overrides = dict(self._overrides)
             overrides[name] = {**overrides.get(name, {}), **fields}
             deleted = set(self._deleted) - {name}
@@ -203,3 +206,21 @@ class Registry:
         self._overrides, self._deleted, self._servers = overrides, deleted, servers
         self._stamp = self._file_stamp()
         self.version += 1
+
+
+def _check(fields: Mapping[str, Any], with_name: bool) -> None:
+    try:
+        check_body(fields, with_name=with_name)
+    except FieldProblem as e:
+        raise RegistryError(400, str(e)) from None
+
+
+def _settable(name: str, fields: Any) -> dict[str, Any]:
+    """A server's overrides from the state file, without what only configuration may set
+    (a state file written by an older version, or by hand, must not choose credentials)."""
+    if not isinstance(fields, dict):
+        raise ValueError(f"[servers.{name}] must be a table")
+    dropped = sorted(set(fields) & CONFIG_ONLY_FIELDS)
+    if dropped:
+        log.error("registry state: server %s: ignoring %s (configuration only)", name, ", ".join(dropped))
+    return {k: v for k, v in fields.items() if k in SETTABLE_FIELDS}
