@@ -12,6 +12,7 @@ Changes are written by mcp_gateway.registry to the state file, never to gateway.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -51,7 +52,7 @@ class RegistryApi:
         self.scopes_of = scopes_of
 
     @refuse_on_error
-    def request(self, flow: http.HTTPFlow) -> None:
+    async def request(self, flow: http.HTTPFlow) -> None:
         if (seen := identified(flow)) is None:
             return
         found, identity = seen
@@ -76,7 +77,7 @@ class RegistryApi:
                     return refuse(flow, 403, decision.reason, {
                         "www-authenticate": f'Bearer error="insufficient_scope", scope="{decision.scope}"'},
                         scope=decision.scope)
-            flow.response = self._perform(flow, action, found.server, scopes, open_access)
+            flow.response = await self._perform(flow, action, found.server, scopes, open_access)
         except RegistryError as e:
             log.warning("registry %s %s refused (%d): %s", action, found.server or "", e.status, e.message)
             refuse(flow, e.status, e.message)
@@ -104,8 +105,9 @@ class RegistryApi:
             raise RegistryError(400, str(e)) from None
         return fields
 
-    def _perform(self, flow: http.HTTPFlow, action: str, name: str | None, scopes: frozenset[str],
-                 open_access: bool) -> http.Response:
+    async def _perform(self, flow: http.HTTPFlow, action: str, name: str | None, scopes: frozenset[str],
+                       open_access: bool) -> http.Response:
+        """Reads are answered from memory; changes (file lock, write, fsync) run in a thread."""
         registry = self.runtime.registry
         assert registry is not None
         if action == "list":
@@ -115,7 +117,7 @@ class RegistryApi:
         if action == "read":
             return json_ok(self._entry(self._existing(name)))
         if action == "delete":
-            registry.delete(name)
+            await asyncio.to_thread(registry.delete, name)
             log.info("registry: server %s deleted", name)
             return json_ok({"deleted": name})
         body = self._body(flow, required=action in ("register", "edit"))
@@ -124,15 +126,15 @@ class RegistryApi:
             enabled = body.get("enabled", not current.enabled) if body else not current.enabled
             if not isinstance(enabled, bool):
                 raise RegistryError(400, '"enabled" must be true or false')
-            server = registry.set_enabled(name, enabled)
+            server = await asyncio.to_thread(registry.set_enabled, name, enabled)
             log.info("registry: server %s %s", name, "enabled" if enabled else "disabled")
             return json_ok(self._entry(server))
         if action == "edit":
             fields = self._edit_fields(flow, name)
-            server = registry.edit(name, fields)
+            server = await asyncio.to_thread(registry.edit, name, fields)
             log.info("registry: server %s edited (%s)", name, ", ".join(sorted(fields)))
             return json_ok(self._entry(server))
-        server = registry.register(body)
+        server = await asyncio.to_thread(registry.register, body)
         log.info("registry: server %s registered -> %s", server.name, server.url)
         return json_ok(self._entry(server), status=201)
 

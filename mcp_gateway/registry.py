@@ -5,6 +5,12 @@ the program, atomically, with tomli-w, to `<state_dir>/registry.toml`; a person'
 gateway.toml is never rewritten. Several gateway instances share the state file: each
 re-reads it when its modification time changes, so a toggle on one instance is seen by
 all of them within `check_interval`.
+
+Reading the registry (`get`, `all`, `names`) never touches the disk: a background thread
+checks the state file every `check_interval`, so request hooks on the proxy's event loop
+never wait for a stat or a parse. Changes take an exclusive lock on the state file and
+fsync; callers on an event loop run them in a thread (addons/registry_api.py). A lock held
+elsewhere for longer than LOCK_WAIT gives 503, never a hang.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import tempfile
 import threading
 import time
 import tomllib
+import weakref
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -29,6 +36,7 @@ from .registry_fields import CONFIG_ONLY_FIELDS, SETTABLE_FIELDS, FieldProblem, 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "registry.toml"
+LOCK_WAIT = 10.0  # seconds a change waits for another process's lock on the state file
 
 
 class RegistryError(Exception):
@@ -53,19 +61,22 @@ class Registry:
         self._checked_at = 0.0
         self.version = 0
         self._reload(force=True)
+        self._stop = threading.Event()
+        _watch(weakref.ref(self), self._stop, check_interval)
 
-    # -- reading -------------------------------------------------------------
+    def close(self) -> None:
+        """Stop watching the state file (it also stops once the registry is garbage)."""
+        self._stop.set()
+
+    # -- reading (in memory) ---------------------------------------------------
 
     def get(self, name: str) -> ServerConfig | None:
-        self.refresh()
         return self._servers.get(name)
 
     def all(self) -> list[ServerConfig]:
-        self.refresh()
         return sorted(self._servers.values(), key=lambda s: s.name)
 
     def names(self) -> frozenset[str]:
-        self.refresh()
         return frozenset(self._servers)
 
     def refresh(self) -> None:
@@ -177,7 +188,16 @@ class Registry:
         # Several gateway processes share the state file: serialise read-modify-write.
         self._state_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self._state_path.with_suffix(".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            deadline = time.monotonic() + LOCK_WAIT
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        log.error("registry: %s stayed locked for %.0f s; change refused", lock.name, LOCK_WAIT)
+                        raise RegistryError(503, "the registry is busy; try again") from None
+                    time.sleep(0.05)
             try:
                 yield
             finally:
@@ -206,6 +226,21 @@ class Registry:
         self._overrides, self._deleted, self._servers = overrides, deleted, servers
         self._stamp = self._file_stamp()
         self.version += 1
+
+
+def _watch(ref: "weakref.ref[Registry]", stop: threading.Event, interval: float) -> None:
+    def run() -> None:
+        while not stop.wait(interval):
+            registry = ref()
+            if registry is None:
+                return
+            try:
+                registry._reload()
+            except Exception:  # noqa: BLE001 — the watcher must survive anything and keep the last good registry
+                log.exception("registry: checking the state file failed")
+            del registry
+
+    threading.Thread(target=run, name="registry-watch", daemon=True).start()
 
 
 def _check(fields: Mapping[str, Any], with_name: bool) -> None:
