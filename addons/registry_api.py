@@ -133,9 +133,11 @@ class RegistryApi:
             fields = self._edit_fields(flow, name)
             server = await asyncio.to_thread(registry.edit, name, fields)
             log.info("registry: server %s edited (%s)", name, ", ".join(sorted(fields)))
+            _warn_unverified(server)
             return json_ok(self._entry(server))
         server = await asyncio.to_thread(registry.register, body)
         log.info("registry: server %s registered -> %s", server.name, server.url)
+        _warn_unverified(server)
         return json_ok(self._entry(server), status=201)
 
     def _existing(self, name: str | None) -> ServerConfig:
@@ -180,6 +182,11 @@ class RegistryApi:
             "verify_tls": server.verify_tls,
             "upstream_header": server.upstream_header or None,
         }
+
+
+def _warn_unverified(server: ServerConfig) -> None:
+    if server.scheme == "https" and not server.verify_tls:
+        log.warning("registry: server %s: verify_tls = false: its TLS certificate is NOT verified", server.name)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
