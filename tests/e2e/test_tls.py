@@ -12,13 +12,13 @@ import pytest
 
 from tests.support.gateway import run_gateway, server_entry
 from tests.support.launcher import run_launcher
+from tests.support.mcp_clients import ACCEPT
 from tests.support.private_ca import make_private_ca
 from tests.support.recorder import recording_upstream
 
 pytestmark = pytest.mark.timeout(120)
 
 PING = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
-ACCEPT = {"accept": "application/json, text/event-stream"}
 
 
 def tls_servers(ca, upstreams) -> list[dict]:

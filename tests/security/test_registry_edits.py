@@ -136,7 +136,7 @@ def test_url_changes_need_the_admin_unless_the_host_is_allow_listed(setup, upstr
         f"http://[::1]:{allowed.port}",
         f"https://127.0.0.2:{allowed.port}",
         f"http://127.0.0.1:{allowed.port}@evil.example:80",
-        f"file:///etc/passwd",
+        "file:///etc/passwd",
         f"gopher://127.0.0.1:{allowed.port}/",
         f"ftp://127.0.0.1:{allowed.port}",
         "http://127.0.0.1",
