@@ -22,6 +22,7 @@ from .session_binding import SessionBinding
 from .settings import Settings
 from .supervisor import LoginAppSupervisor
 from .timeouts import UpstreamTimeouts
+from .upstream_tls import UpstreamTls
 
 
 def build_chain() -> list[object]:
@@ -38,6 +39,7 @@ def build_chain() -> list[object]:
         RegistryApi(runtime, authorizer.scopes_of),
         Forwarder(runtime),
         UpstreamTimeouts(runtime),
+        UpstreamTls(runtime),
         Auditor(runtime),
         AccessLogFile(runtime),
         Metrics(runtime),

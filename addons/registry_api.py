@@ -12,13 +12,16 @@ Changes are written by mcp_gateway.registry to the state file, never to gateway.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
 
 from mitmproxy import http
 
-from mcp_gateway.authz import decide_registry, readable_servers
+from mcp_gateway.authz import Decision, decide_registry, readable_servers
+from mcp_gateway.registry_fields import FieldProblem, check_body, decide_edit, origin_of
+from mcp_gateway.scopes import server_scope
 from mcp_gateway.config import ServerConfig
 from mcp_gateway.registry import RegistryError
 from mcp_gateway.routing import Area
@@ -49,7 +52,7 @@ class RegistryApi:
         self.scopes_of = scopes_of
 
     @refuse_on_error
-    def request(self, flow: http.HTTPFlow) -> None:
+    async def request(self, flow: http.HTTPFlow) -> None:
         if (seen := identified(flow)) is None:
             return
         found, identity = seen
@@ -64,22 +67,47 @@ class RegistryApi:
         assert registry is not None
         open_access = identity.kind == "anonymous"
         scopes = frozenset() if open_access else self.scopes_of(identity)
-        if not open_access:
-            decision = decide_registry(scopes, action, found.server)
-            record(flow, decision)
-            if not decision.allowed:
-                log.warning("access refused: registry %s %s by %s: missing %s", action, found.server or "",
-                            identity.username, decision.scope)
-                return refuse(flow, 403, decision.reason, {
-                    "www-authenticate": f'Bearer error="insufficient_scope", scope="{decision.scope}"'},
-                    scope=decision.scope)
         try:
-            flow.response = self._perform(flow, action, found.server, scopes, open_access)
+            if not open_access:
+                decision = self._decide(flow, scopes, action, found.server)
+                record(flow, decision)
+                if not decision.allowed:
+                    log.warning("access refused: registry %s %s by %s: %s", action, found.server or "",
+                                identity.username, decision.reason)
+                    return refuse(flow, 403, decision.reason, {
+                        "www-authenticate": f'Bearer error="insufficient_scope", scope="{decision.scope}"'},
+                        scope=decision.scope)
+            flow.response = await self._perform(flow, action, found.server, scopes, open_access)
         except RegistryError as e:
+            log.warning("registry %s %s refused (%d): %s", action, found.server or "", e.status, e.message)
             refuse(flow, e.status, e.message)
 
-    def _perform(self, flow: http.HTTPFlow, action: str, name: str | None, scopes: frozenset[str],
-                 open_access: bool) -> http.Response:
+    def _decide(self, flow: http.HTTPFlow, scopes: frozenset[str], action: str, name: str | None) -> Decision:
+        """Edits are decided field by field (mcp_gateway/registry_fields.py); the rest by action."""
+        if action != "edit":
+            return decide_registry(scopes, action, name)
+        if not decide_registry(scopes, "edit", name).allowed and server_scope(name, "toggle") not in scopes:
+            return decide_registry(scopes, "edit", name)  # no scope of the table: refused before the body is read
+        fields = self._edit_fields(flow, name)
+        config = self.runtime.config
+        others = [s for s in self.runtime.registry.all() if s.name != name]
+        return decide_edit(scopes, name, fields, config.editor_upstream_hosts if config else (),
+                           [origin for s in others if (origin := origin_of(s.url))])
+
+    def _edit_fields(self, flow: http.HTTPFlow, name: str | None) -> dict[str, Any]:
+        body = self._body(flow, required=True)
+        if "name" in body and body["name"] != name:
+            raise RegistryError(400, "a server cannot be renamed; register a new one")
+        fields = {k: v for k, v in body.items() if k != "name"}
+        try:
+            check_body(fields, with_name=False)
+        except FieldProblem as e:
+            raise RegistryError(400, str(e)) from None
+        return fields
+
+    async def _perform(self, flow: http.HTTPFlow, action: str, name: str | None, scopes: frozenset[str],
+                       open_access: bool) -> http.Response:
+        """Reads are answered from memory; changes (file lock, write, fsync) run in a thread."""
         registry = self.runtime.registry
         assert registry is not None
         if action == "list":
@@ -89,7 +117,7 @@ class RegistryApi:
         if action == "read":
             return json_ok(self._entry(self._existing(name)))
         if action == "delete":
-            registry.delete(name)
+            await asyncio.to_thread(registry.delete, name)
             log.info("registry: server %s deleted", name)
             return json_ok({"deleted": name})
         body = self._body(flow, required=action in ("register", "edit"))
@@ -98,17 +126,18 @@ class RegistryApi:
             enabled = body.get("enabled", not current.enabled) if body else not current.enabled
             if not isinstance(enabled, bool):
                 raise RegistryError(400, '"enabled" must be true or false')
-            server = registry.set_enabled(name, enabled)
+            server = await asyncio.to_thread(registry.set_enabled, name, enabled)
             log.info("registry: server %s %s", name, "enabled" if enabled else "disabled")
             return json_ok(self._entry(server))
         if action == "edit":
-            if "name" in body and body["name"] != name:
-                raise RegistryError(400, "a server cannot be renamed; register a new one")
-            server = registry.edit(name, {k: v for k, v in body.items() if k != "name"})
-            log.info("registry: server %s edited (%s)", name, ", ".join(sorted(body)))
+            fields = self._edit_fields(flow, name)
+            server = await asyncio.to_thread(registry.edit, name, fields)
+            log.info("registry: server %s edited (%s)", name, ", ".join(sorted(fields)))
+            _warn_unverified(server)
             return json_ok(self._entry(server))
-        server = registry.register(body)
+        server = await asyncio.to_thread(registry.register, body)
         log.info("registry: server %s registered -> %s", server.name, server.url)
+        _warn_unverified(server)
         return json_ok(self._entry(server), status=201)
 
     def _existing(self, name: str | None) -> ServerConfig:
@@ -149,8 +178,15 @@ class RegistryApi:
                 "sse": f"{public}/api/execute/{server.name}/sse",
                 "streamable": f"{public}/api/streamable/{server.name}",
             },
+            "tags": list(server.tags),
+            "verify_tls": server.verify_tls,
             "upstream_header": server.upstream_header or None,
         }
+
+
+def _warn_unverified(server: ServerConfig) -> None:
+    if server.scheme == "https" and not server.verify_tls:
+        log.warning("registry: server %s: verify_tls = false: its TLS certificate is NOT verified", server.name)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from mitmproxy import ctx, exceptions
@@ -46,8 +47,27 @@ def proxy_options(config: GatewayConfig) -> dict[str, Any]:
         "http2": bool(config.tls_cert),
     }
     if config.tls_cert:
-        options["certs"] = [f"*={config.tls_cert}"]
+        options["certs"] = [f"*={listener_certificate(config)}"]
     return options
+
+
+def listener_certificate(config: GatewayConfig) -> str:
+    """The PEM file mitmproxy serves the listener's TLS from. mitmproxy reads certificate and
+    key from one file; with a separate `tls_key`, the two are joined into a private file
+    under the state directory, rewritten at every start."""
+    if not config.tls_key:
+        return config.tls_cert
+    try:
+        pem = Path(config.tls_cert).read_bytes().rstrip(b"\n") + b"\n" + Path(config.tls_key).read_bytes()
+    except OSError as e:
+        raise ConfigError(f"[gateway] tls_cert/tls_key: cannot read {e.filename}: {e.strerror}") from None
+    target = config.state_dir / "mitmproxy" / "listener.pem"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(pem)
+    return str(target)
 
 
 class Settings:
@@ -72,6 +92,8 @@ class Settings:
             config.state_dir.mkdir(parents=True, exist_ok=True)
             server_files = ServerFiles(config.servers_dir, frozenset(s.name for s in config.servers))
             server_files.scan()
+            if config.tls_cert:
+                listener_certificate(config)  # a missing key file stops start-up here, naming the key
             registry = Registry(config.servers, config.state_dir, config.source.parent, files=server_files)
             store = session_store_for(config) if config.auth.enabled else None
             policies = PolicyRepository(config.policy_dir)
@@ -149,3 +171,6 @@ class Settings:
                 state = "enabled" if server.enabled else "disabled"
                 log.info("  server %-20s %s -> %s (%s)", server.name, f"/api/execute/{server.name}, "
                          f"/api/streamable/{server.name}", server.url, state)
+                if server.scheme == "https" and not server.verify_tls:
+                    log.warning("  server %s: verify_tls = false: its TLS certificate is NOT verified; anyone on "
+                                "the path to %s can read and change its traffic", server.name, server.host_header)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
+from . import credentials
 from .config_schema import (
     GATEWAY_KEYS,
     REQUIRED,
@@ -50,6 +51,7 @@ class ServerConfig:
     streamable_path: str = "/mcp"
     enabled: bool = True
     description: str = ""
+    tags: tuple[str, ...] = ()
     verify_tls: bool = True
     ca_file: str = ""
     upstream_header: str = ""
@@ -135,6 +137,8 @@ class GatewayConfig:
     masked_argument_names: tuple[str, ...] = ()
     access_log: Path | None = None  # <log_dir>/access.log when [gateway] log_dir is set
     from_file: bool = True  # False: configured by the environment alone (`source` names the absent default file)
+    credentials_dir: Path | None = None  # None: no file credentials
+    editor_upstream_hosts: tuple[str, ...] = ()
 
     @property
     def public_origin(self) -> str:
@@ -250,7 +254,8 @@ def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | No
     auth, public_url = _load_auth(data, where, env, base_dir, gw["public_url"] if public_url_given else None)
     session = parse_keys(_section(data, "session", where), SECTIONS["session"], where, "session", env, base_dir)
     session["store"] = _session_store_url(session["store"], base_dir, (base_dir / gw["state_dir"]).resolve(), where)
-    servers = _load_servers(data.get("servers", []), where, env, base_dir)
+    credentials_dir = (base_dir / gw["credentials_dir"]).resolve() if gw["credentials_dir"] else None
+    servers = _load_servers(data.get("servers", []), where, env, base_dir, credentials_dir)
 
     state_dir = (base_dir / gw["state_dir"]).resolve()
     log_dir = (base_dir / gw["log_dir"]).resolve() if gw["log_dir"].strip() else None
@@ -281,6 +286,8 @@ def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | No
         masked_argument_names=tuple(p.lower() for p in gw["masked_argument_names"]),
         access_log=log_dir / ACCESS_LOG_NAME if log_dir else None,
         from_file=from_file,
+        credentials_dir=credentials_dir,
+        editor_upstream_hosts=gw["editor_upstream_hosts"],
     )
 
 
@@ -402,7 +409,8 @@ def _load_local_accounts(raw: Any, where: str, env: Mapping[str, str], base_dir:
     return tuple(accounts)
 
 
-def _load_servers(raw: Any, where: str, env: Mapping[str, str], base_dir: Path) -> tuple[ServerConfig, ...]:
+def _load_servers(raw: Any, where: str, env: Mapping[str, str], base_dir: Path,
+                  credentials_dir: Path | None) -> tuple[ServerConfig, ...]:
     if not isinstance(raw, list):
         raise ConfigError(f"{where}: [[servers]] must be an array of tables")
     servers: list[ServerConfig] = []
@@ -412,7 +420,12 @@ def _load_servers(raw: Any, where: str, env: Mapping[str, str], base_dir: Path) 
             raise ConfigError(f"{where}: [{label}] must be a table")
         if isinstance(entry.get("name"), str) and SERVER_NAME.fullmatch(entry["name"]):
             label = f'servers "{entry["name"]}"'
-        servers.append(server_from_mapping(entry, f"{where}: ", label, base_dir))
+        server = server_from_mapping(entry, f"{where}: ", label, base_dir, credentials_dir)
+        try:
+            credentials.check_configured_value(server, env)
+        except credentials.CredentialProblem as e:
+            raise ConfigError(f"{where}: [{label}] {e.key}: {e}") from None
+        servers.append(server)
     names = [s.name for s in servers]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -420,9 +433,14 @@ def _load_servers(raw: Any, where: str, env: Mapping[str, str], base_dir: Path) 
     return tuple(servers)
 
 
-def server_from_mapping(entry: Mapping[str, Any], prefix: str, label: str, base_dir: Path) -> ServerConfig:
-    """A server entry from config or the registry API; raises ConfigError naming the key."""
+def server_from_mapping(entry: Mapping[str, Any], prefix: str, label: str, base_dir: Path,
+                        credentials_dir: Path | None = None) -> ServerConfig:
+    """A server entry from config or the registry; raises ConfigError naming the key."""
     values = parse_keys(entry, SECTIONS["servers"], prefix.rstrip(": ") or "server", label, {}, base_dir)
-    if bool(values["upstream_header"]) and not (values["upstream_value_env"] or values["upstream_value_file"]):
-        raise ConfigError(f"{prefix}[{label}] upstream_header: needs upstream_value_env or upstream_value_file")
+    try:
+        values.update(credentials.checked_sources(values, credentials_dir))
+    except credentials.CredentialProblem as e:
+        raise ConfigError(f"{prefix}[{label}] {e.key}: {e}") from None
+    if values["ca_file"]:
+        values["ca_file"] = str((base_dir / values["ca_file"]).resolve())
     return ServerConfig(**values)

@@ -37,7 +37,10 @@ SECTION_NOTES = {
     "servers": "Declared as `[[servers]]` tables. Runtime changes through the registry API are kept in "
                "`<state_dir>/registry.toml` and override these by name; gateway.toml is never rewritten. "
                "Servers may also come from JSON files in `servers_dir` (the `registry/servers/` format; a name "
-               "declared here wins over a file); see docs/registry-files.md.",
+               "declared here wins over a file); see docs/registry-files.md. "
+               "Which fields the API may change, and with which scope: docs/registry.md. Credentials "
+               "(`upstream_header` with `upstream_value_env` = `MCP_UPSTREAM_*` or `upstream_value_file` inside "
+               "`credentials_dir`) and `ca_file` are configuration only; a value must be one line.",
     "auth.local.accounts": "Declared as `[[auth.local.accounts]]` tables. `ADMIN_USER`/`ADMIN_PASSWORD` add one more "
                            "account in group `mcp-admin`. Make a hash with `scripts/hash-password`.",
     "auth.cognito": "Used when `provider_type = \"cognito\"`. Issuer and JWKS derive from the pool id and region; "

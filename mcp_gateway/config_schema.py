@@ -109,6 +109,26 @@ def one_of(*choices: str) -> Callable[[object], str]:
     return parse
 
 
+def as_host_list(value: object) -> tuple[str, ...]:
+    """`host` or `host:port` entries, canonical (lower case, IPv6 in brackets)."""
+    hosts = []
+    for entry in as_str_list(value):
+        parts = urlsplit(f"http://{entry}")
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if not parts.hostname or parts.netloc != entry or "@" in entry or port == -1:
+            raise ValueProblem(f"expected host or host:port, got {entry!r}")
+        hosts.append(canonical_host(parts.hostname, port))
+    return tuple(hosts)
+
+
+def canonical_host(hostname: str, port: int | None) -> str:
+    host = f"[{hostname}]" if ":" in hostname else hostname.lower()
+    return f"{host}:{port}" if port is not None else host
+
+
 SERVER_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
 
 
@@ -155,6 +175,12 @@ GATEWAY_KEYS = (
     Key("log_dir", as_str, "",
         "Folder for log files: access.log (one line per request) and the audit log. Empty: the audit log in "
         "state_dir, access lines on the console only. The container sets /app/logs.", env="MCP_GATEWAY_LOG_DIR"),
+    Key("credentials_dir", as_str, "",
+        "Folder of per-server credential files (upstream_value_file); a file outside it is a start-up error. "
+        "Empty: no file credentials."),
+    Key("editor_upstream_hosts", as_host_list, (),
+        "Upstream hosts (host, or host:port; a bare host means port 80/443) that holders of "
+        "mcp:server:{s}:edit may point a server's url at; any other url change needs mcp:registry:admin."),
     Key("log_tool_arguments", as_bool, False,
         "Write tool argument values to logs and audit (off: they may carry service tokens)."),
     Key("servers_dir", as_nonempty_str, "registry/servers",
@@ -247,11 +273,16 @@ SERVER_KEYS = (
     Key("streamable_path", as_url_path, "/mcp", "The upstream's Streamable HTTP endpoint."),
     Key("enabled", as_bool, True, "A disabled server answers 503."),
     Key("description", as_str, "", "Shown in the registry."),
-    Key("verify_tls", as_bool, True, "Verify an https upstream's certificate."),
-    Key("ca_file", as_str, "", "CA bundle for an https upstream."),
-    Key("upstream_header", as_str, "", "Header added when forwarding to this server (e.g. Authorization)."),
-    Key("upstream_value_env", as_str, "", "Environment variable holding that header's value."),
-    Key("upstream_value_file", as_str, "", "File holding that header's value."),
+    Key("tags", as_str_list, (), "Labels shown in the registry."),
+    Key("verify_tls", as_bool, True,
+        "Verify an https upstream's certificate (false: logged as a warning at start; registry admin only)."),
+    Key("ca_file", as_str, "",
+        "PEM CA bundle trusted for this https upstream instead of the public CAs (configuration only)."),
+    Key("upstream_header", as_str, "",
+        "Header added when forwarding to this server (e.g. Authorization); configuration only, never API data."),
+    Key("upstream_value_env", as_str, "", "Environment variable holding that header's value: MCP_UPSTREAM_<NAME> only."),
+    Key("upstream_value_file", as_str, "",
+        "File holding that header's value, inside [gateway] credentials_dir (relative paths resolve against it)."),
 )
 
 LOCAL_ACCOUNT_KEYS = (

@@ -8,6 +8,11 @@ all of them within `check_interval`.
 
 Servers may also come from a folder of server definition files (mcp_gateway.server_files,
 docs/registry-files.md); changes to those are written back to their files instead.
+Reading the registry (`get`, `all`, `names`) never touches the disk: a background thread
+checks the state file every `check_interval`, so request hooks on the proxy's event loop
+never wait for a stat or a parse. Changes take an exclusive lock on the state file and
+fsync; callers on an event loop run them in a thread (addons/registry_api.py). A lock held
+elsewhere for longer than LOCK_WAIT gives 503, never a hang.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import tempfile
 import threading
 import time
 import tomllib
+import weakref
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -28,12 +34,12 @@ import tomli_w
 
 from .config import ConfigError, ServerConfig, server_from_mapping
 from .server_files import FileRefused, ServerFiles
+from .registry_fields import CONFIG_ONLY_FIELDS, SETTABLE_FIELDS, FieldProblem, check_body
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "registry.toml"
-EDITABLE_KEYS = frozenset({"url", "sse_path", "streamable_path", "enabled", "description", "verify_tls", "ca_file",
-                           "upstream_header", "upstream_value_env", "upstream_value_file"})
+LOCK_WAIT = 10.0  # seconds a change waits for another process's lock on the state file
 
 
 class RegistryError(Exception):
@@ -60,19 +66,25 @@ class Registry:
         self._checked_at = 0.0
         self.version = 0
         self._reload(force=True)
+        self._stop = threading.Event()
+        _watch(weakref.ref(self), self._stop, check_interval)
 
-    # -- reading -------------------------------------------------------------
+    def close(self) -> None:
+        """Stop watching the state file (it also stops once the registry is garbage)."""
+        self._stop.set()
+
+    # -- reading (in memory) ---------------------------------------------------
 
     def get(self, name: str) -> ServerConfig | None:
-        self.refresh()
+        self._refresh_files()
         return self._servers.get(name)
 
     def all(self) -> list[ServerConfig]:
-        self.refresh()
+        self._refresh_files()
         return sorted(self._servers.values(), key=lambda s: s.name)
 
     def names(self) -> frozenset[str]:
-        self.refresh()
+        self._refresh_files()
         return frozenset(self._servers)
 
     def refresh(self) -> None:
@@ -113,16 +125,25 @@ class Registry:
         deleted = data.get("deleted", [])
         if not isinstance(overrides, dict) or not isinstance(deleted, list):
             raise ValueError("expected [servers.<name>] tables and a deleted list")
-        return {str(k): dict(v) for k, v in overrides.items()}, {str(d) for d in deleted}
+        return {str(k): _settable(str(k), v) for k, v in overrides.items()}, {str(d) for d in deleted}
 
     def _merge(self, overrides: Mapping[str, Mapping[str, Any]], deleted: set[str]) -> dict[str, ServerConfig]:
         declared = {**self._servers_from_files(overrides), **self._declared}
         servers = {name: s for name, s in declared.items() if name not in deleted}
         for name, fields in overrides.items():
-            base = asdict(servers[name]) if name in servers else {}
-            merged = {**base, **fields, "name": name}
-            servers[name] = server_from_mapping(merged, f"{self._state_path}: ", f"servers.{name}", self._base_dir)
+            servers[name] = self._build(name, servers.get(name), fields, f"{self._state_path}: ", f"servers.{name}")
         return servers
+
+    def _build(self, name: str, base: ServerConfig | None, fields: Mapping[str, Any], prefix: str,
+               label: str) -> ServerConfig:
+        """`base` with `fields` applied. What only configuration sets (credentials, ca_file) is
+        taken from the declared entry as it is, never from runtime data."""
+        values = {k: v for k, v in asdict(base).items() if k not in CONFIG_ONLY_FIELDS} if base else {}
+        server = server_from_mapping({**values, **fields, "name": name}, prefix, label, self._base_dir)
+        declared = self._declared.get(name)
+        if declared is None:
+            return server
+        return replace(server, **{k: getattr(declared, k) for k in CONFIG_ONLY_FIELDS})
 
     # -- changing ------------------------------------------------------------
 
@@ -130,17 +151,13 @@ class Registry:
         return self._change(name, {"enabled": enabled}, must_exist=True)
 
     def edit(self, name: str, fields: Mapping[str, Any]) -> ServerConfig:
-        unknown = sorted(set(fields) - EDITABLE_KEYS)
-        if unknown:
-            raise RegistryError(400, f"not editable: {', '.join(unknown)}")
+        _check(fields, with_name=False)
         return self._change(name, dict(fields), must_exist=True)
 
     def register(self, fields: Mapping[str, Any]) -> ServerConfig:
         name = fields.get("name")
-        unknown = sorted(set(fields) - EDITABLE_KEYS - {"name"})
-        if unknown:
-            raise RegistryError(400, f"unknown keys: {', '.join(unknown)}")
-        server = self._validate(dict(fields), label="new server")
+        _check(fields, with_name=True)
+        server = self._validate(None, dict(fields), label="new server")
         if self.get(server.name) is not None:
             raise RegistryError(409, f"server {name!r} already exists")
         return self._change(server.name, {k: v for k, v in fields.items() if k != "name"}, must_exist=False)
@@ -159,9 +176,9 @@ class Registry:
                 deleted.add(name)
             self._write(overrides, deleted)
 
-    def _validate(self, fields: dict[str, Any], label: str) -> ServerConfig:
+    def _validate(self, base: ServerConfig | None, fields: dict[str, Any], label: str) -> ServerConfig:
         try:
-            return server_from_mapping(fields, "", label, self._base_dir)
+            return self._build(fields.get("name") or (base.name if base else ""), base, fields, "", label)
         except ConfigError as e:
             raise RegistryError(400, str(e)) from None
 
@@ -171,8 +188,7 @@ class Registry:
             current = self._servers.get(name)
             if must_exist and current is None:
                 raise RegistryError(404, f"unknown server {name!r}")
-            base = asdict(current) if current else {"name": name}
-            server = self._validate({**base, **fields}, label=f"servers.{name}")
+            server = self._validate(current, {**fields, "name": name}, label=f"servers.{name}")
             if self._from_file(name):
                 # Written as validated (e.g. "yes" → true), never as sent.
                 return self._write_file(lambda files: files.write_back(name, {k: getattr(server, k) for k in fields}))
@@ -187,7 +203,16 @@ class Registry:
         # Several gateway processes share the state file: serialise read-modify-write.
         self._state_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self._state_path.with_suffix(".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            deadline = time.monotonic() + LOCK_WAIT
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        log.error("registry: %s stayed locked for %.0f s; change refused", lock.name, LOCK_WAIT)
+                        raise RegistryError(503, "the registry is busy; try again") from None
+                    time.sleep(0.05)
             try:
                 yield
             finally:
@@ -251,3 +276,36 @@ class Registry:
         self._servers = self._merge(self._overrides, self._deleted)
         self.version += 1
         return result
+
+def _watch(ref: "weakref.ref[Registry]", stop: threading.Event, interval: float) -> None:
+    def run() -> None:
+        while not stop.wait(interval):
+            registry = ref()
+            if registry is None:
+                return
+            try:
+                registry._refresh_files()
+                registry._reload()
+            except Exception:  # noqa: BLE001 — the watcher must survive anything and keep the last good registry
+                log.exception("registry: checking the state file and the server files failed")
+            del registry
+
+    threading.Thread(target=run, name="registry-watch", daemon=True).start()
+
+
+def _check(fields: Mapping[str, Any], with_name: bool) -> None:
+    try:
+        check_body(fields, with_name=with_name)
+    except FieldProblem as e:
+        raise RegistryError(400, str(e)) from None
+
+
+def _settable(name: str, fields: Any) -> dict[str, Any]:
+    """A server's overrides from the state file, without what only configuration may set
+    (a state file written by an older version, or by hand, must not choose credentials)."""
+    if not isinstance(fields, dict):
+        raise ValueError(f"[servers.{name}] must be a table")
+    dropped = sorted(set(fields) & CONFIG_ONLY_FIELDS)
+    if dropped:
+        log.error("registry state: server %s: ignoring %s (configuration only)", name, ", ".join(dropped))
+    return {k: v for k, v in fields.items() if k in SETTABLE_FIELDS}

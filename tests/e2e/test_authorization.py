@@ -118,9 +118,12 @@ def test_toggle_edit_and_admin_on_the_registry_api(auth_gateway):
     assert httpx.patch(f"{api}/recorder", headers=otto, json={"description": "x"}, timeout=10).status_code == 403
     edited = httpx.patch(f"{api}/recorder", headers=eddy, json={"description": "records requests"}, timeout=10)
     assert edited.status_code == 200 and edited.json()["description"] == "records requests"
-    bad = httpx.patch(f"{api}/recorder", headers=eddy, json={"url": "ftp://x"}, timeout=10)
+    # url: the registry admin's (tests/security/test_registry_edits.py has the whole table)
+    moved = httpx.patch(f"{api}/recorder", headers=eddy, json={"url": "http://127.0.0.1:1"}, timeout=10)
+    assert moved.status_code == 403 and moved.json()["scope"] == "mcp:registry:admin"
+    bad = httpx.patch(f"{api}/recorder", headers=admin, json={"url": "ftp://x"}, timeout=10)
     assert bad.status_code == 400 and "http" in bad.json()["message"]
-    creds = httpx.patch(f"{api}/recorder", headers=eddy, json={"url": "http://u:p@127.0.0.1:1"}, timeout=10)
+    creds = httpx.patch(f"{api}/recorder", headers=admin, json={"url": "http://u:p@127.0.0.1:1"}, timeout=10)
     assert creds.status_code == 400
     # register and delete: admin only
     entry = {"name": "extra", "url": "http://127.0.0.1:9", "description": "added at run time"}

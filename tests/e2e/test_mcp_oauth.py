@@ -44,19 +44,20 @@ def idp_gateway(tmp_path_factory, upstream_sse_answers, upstream_json_answers, r
         gateway_client = idp.add_client("gateway", redirect_uris=[f"http://127.0.0.1:{port}/oauth/callback"])
         idp.add_client("agent-currenttime", grant_types=["client_credentials"], access_token_audience=AGENT_AUDIENCE,
                        access_token_scope="", access_token_groups=["mcp-server-currenttime"])
-        (tmp / "upstream-token").write_text(UPSTREAM_SECRET + "\n")
+        (tmp / "credentials").mkdir()
+        (tmp / "credentials" / "upstream-token").write_text(UPSTREAM_SECRET + "\n")
         servers = [
             server_entry("currenttime", upstream_sse_answers.url),
             server_entry("currenttime-json", upstream_json_answers.url),
             server_entry("recorder", recorder.url, upstream_header="Authorization",
-                         upstream_value_file=str(tmp / "upstream-token")),
+                         upstream_value_file="upstream-token"),
             server_entry("recorder-env", recorder.url, upstream_header="X-Api-Key",
-                         upstream_value_env="RECORDER_API_KEY"),
+                         upstream_value_env="MCP_UPSTREAM_RECORDER_API_KEY"),
         ]
         auth = {"enabled": True, "provider_type": "generic",
                 "generic": {"client_id": "gateway", "issuer": idp.issuer, "bearer_audiences": [AGENT_AUDIENCE]}}
-        env = {"MCP_AUTH_CLIENT_SECRET": gateway_client.client_secret, "RECORDER_API_KEY": "key-from-env"}
-        with run_gateway(tmp, servers, auth=auth, env=env, port=port) as gw:
+        env = {"MCP_AUTH_CLIENT_SECRET": gateway_client.client_secret, "MCP_UPSTREAM_RECORDER_API_KEY": "key-from-env"}
+        with run_gateway(tmp, servers, auth=auth, env=env, port=port, gateway={"credentials_dir": "credentials"}) as gw:
             wait_for_login_app(gw)
             gw.idp = idp
             yield gw

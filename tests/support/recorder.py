@@ -4,6 +4,7 @@ forwards (and what it never forwards)."""
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from contextlib import contextmanager
@@ -25,15 +26,17 @@ class Recorder:
     port: int
     requests: list[Recorded] = field(default_factory=list)
     delay: float = 0.0
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
 
 @contextmanager
-def recording_upstream() -> Iterator[Recorder]:
-    recorder = Recorder(port=0)
+def recording_upstream(ssl_context: ssl.SSLContext | None = None) -> Iterator[Recorder]:
+    """Plain HTTP, or HTTPS with `ssl_context` (see tests/support/private_ca.py)."""
+    recorder = Recorder(port=0, scheme="https" if ssl_context else "http")
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -58,6 +61,8 @@ def recording_upstream() -> Iterator[Recorder]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    if ssl_context is not None:
+        server.socket = ssl_context.wrap_socket(server.socket, server_side=True)
     recorder.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
