@@ -3,6 +3,10 @@
 Access tokens are opaque sessions of kind "access" in the shared store, bound to the client
 and to the resource(s) of the grant (RFC 8707); a `resource` parameter here may only narrow
 them. Refresh tokens are single use: each refresh returns a new one (rotation).
+
+The token's `scope` is what the person's groups allow for its resources at issue time; a
+refresh computes it again (groups re-read from the browser session while it lives, the
+policy in force), so a refreshed token follows group and policy changes both ways.
 """
 
 from __future__ import annotations
@@ -39,17 +43,20 @@ async def token(request: Request) -> Response:
             grant = await _from_refresh_token(grants, client, form)
         else:
             raise OAuthError("unsupported_grant_type", "use authorization_code or refresh_token")
-        issued = await grants.issue_tokens(grant, access_resources=_narrowed(grant, form),
+        resources = _narrowed(grant, form)
+        # What the person's groups allow for these resources now, by the policy in force (also on refresh).
+        granted = scopes_for_servers(ctx.scopes_for(grant.groups, grant.direct_scopes),
+                                     servers_of(ctx.config.public_url, resources))
+        issued = await grants.issue_tokens(grant, access_resources=resources, granted_scopes=tuple(granted),
                                            with_refresh_token=client.may_refresh)
     except OAuthError as e:  # GrantError included
         log.info("auth: token request refused (client %s): %s: %s", client_address(request), e.error, e.description)
         return oauth_error(e)
     except StoreUnavailable:
         return oauth_error(OAuthError("temporarily_unavailable", "the session store is unavailable", 503))
-    servers = servers_of(ctx.config.public_url, issued.session.resources)
     body: dict[str, object] = {
         "access_token": issued.access_token, "token_type": "Bearer", "expires_in": issued.expires_in,
-        "scope": " ".join(scopes_for_servers(ctx.scopes_for(grant.groups, grant.direct_scopes), servers)),
+        "scope": " ".join(granted),
     }
     if issued.refresh_token is not None:
         body["refresh_token"] = issued.refresh_token
