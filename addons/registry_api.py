@@ -70,9 +70,8 @@ class RegistryApi:
             if not decision.allowed:
                 log.warning("access refused: registry %s %s by %s: missing %s", action, found.server or "",
                             identity.username, decision.scope)
-                return refuse(flow, 403, decision.reason, {
-                    "www-authenticate": f'Bearer error="insufficient_scope", scope="{decision.scope}"'},
-                    scope=decision.scope)
+                # No insufficient_scope challenge: scopes come from groups, authorizing again cannot help.
+                return refuse(flow, 403, decision.reason, scope=decision.scope)
         try:
             flow.response = self._perform(flow, action, found.server, scopes, open_access)
         except RegistryError as e:

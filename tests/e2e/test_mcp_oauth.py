@@ -83,11 +83,14 @@ class MemoryStorage:
 
 
 def oauth_provider(server_url: str, browser: httpx.AsyncClient, username: str, password: str,
-                   storage: MemoryStorage) -> OAuthClientProvider:
-    """The SDK's provider; its redirect handler is a headless browser: IdP login, then the gateway's consent."""
+                   storage: MemoryStorage, authorizations: list[str] | None = None) -> OAuthClientProvider:
+    """The SDK's provider; its redirect handler is a headless browser: IdP login, then the gateway's consent.
+    Each authorization URL the SDK opens is appended to `authorizations` (the consents asked for)."""
     landed: list[httpx.URL] = []
 
     async def redirect_handler(authorization_url: str) -> None:
+        if authorizations is not None:
+            authorizations.append(authorization_url)
         landed.append(await headless_authorize(browser, authorization_url, username, password,
                                                stop_at_prefix=REDIRECT_URI, consent_action="allow"))
 
