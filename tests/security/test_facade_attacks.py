@@ -326,8 +326,10 @@ async def test_an_expired_access_token_is_refused(auth_gateway, resource):
     store = open_store("sqlite:///sessions.db", base_dir=auth_gateway.state_dir, lifetime=60, idle_timeout=60,
                        secretbox=None)
     try:
+        # an access session's `scopes` are what the token was granted
         token, _ = await store.create(subject="admin", username="admin", provider="local", groups=["mcp-admin"],
-                                      kind="access", client_id="c" * 32, resources=[resource], lifetime=0.5)
+                                      scopes=["mcp:registry:admin"], kind="access", client_id="c" * 32,
+                                      resources=[resource], lifetime=0.5)
         assert (await call(auth_gateway, token)).status_code == 200
         await asyncio.sleep(0.7)
 
