@@ -166,13 +166,14 @@ async def test_oauth_sdk_client_gets_the_error_and_no_second_consent(auth_gatewa
     assert storage.tokens.scope.split() == [TOOL_ONLY_SCOPE]  # exactly what tina holds on currenttime
 
 
-async def test_a_token_granted_less_than_the_groups_allow_now_gets_the_step_up_challenge(stepup_gateway):
+@pytest.mark.parametrize("transport", ["streamable", "sse"])
+async def test_a_token_granted_less_than_the_groups_allow_now_gets_the_step_up_challenge(stepup_gateway, transport):
     gw = stepup_gateway
-    url = gw.streamable_url("currenttime")
+    url = gw.streamable_url("currenttime") if transport == "streamable" else gw.sse_url("currenttime")
     storage, consents = MemoryStorage(), []
     async with httpx.AsyncClient(timeout=15) as browser:
         auth = oauth_provider(url, browser, "tina", TINA_PASSWORD, storage, authorizations=consents)
-        async with sdk_session("streamable", url, auth) as client:
+        async with sdk_session(transport, url, auth) as client:
             with pytest.raises(MCPError):
                 await client.call_tool("countdown", {"steps": 1, "interval": 0})
             narrow = storage.tokens.access_token
@@ -182,10 +183,12 @@ async def test_a_token_granted_less_than_the_groups_allow_now_gets_the_step_up_c
             (gw.policies / "60-wider.toml").write_text(
                 '[groups]\n"mcp-server-currenttime-tool-current_time_by_timezone" = '
                 '["mcp:server:currenttime:execute"]\n')
-            raw = await _until_status(url, narrow, 403)
+            raw = await _until_status(gw.streamable_url("currenttime") if transport == "streamable"
+                                      else gw.url + "/api/execute/currenttime/messages/?session_id=0", narrow, 403)
             assert 'error="insufficient_scope"' in raw.headers["www-authenticate"]
             assert f'scope="{COUNTDOWN_SCOPE}"' in raw.headers["www-authenticate"]
             assert "authorize the client again" in raw.json()["message"]
+            await _until_login_app_grants(browser, gw.url, "mcp:server:currenttime:execute")  # it polls on its own
 
             # the SDK steps up (one more consent) and its retried call goes through
             result = await client.call_tool("countdown", {"steps": 1, "interval": 0})
@@ -207,3 +210,11 @@ async def _until_status(url: str, token: str, wanted: int, timeout: float = 10) 
                 assert answer.status_code == wanted, answer.text
                 return answer
             await asyncio.sleep(0.3)
+
+
+async def _until_login_app_grants(browser: httpx.AsyncClient, base_url: str, scope: str, timeout: float = 10) -> None:
+    """Wait until the login app (a process of its own, reloading the policy itself) shows `scope` in force."""
+    deadline = time.monotonic() + timeout
+    while scope not in (await browser.get(f"{base_url}/oauth/me")).json().get("scopes", []):
+        assert time.monotonic() < deadline, f"the login app never saw {scope}"
+        await asyncio.sleep(0.3)
