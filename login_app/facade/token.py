@@ -6,7 +6,8 @@ them. Refresh tokens are single use: each refresh returns a new one (rotation).
 
 The token's `scope` is what the person's groups allow for its resources at issue time; a
 refresh computes it again (groups re-read from the browser session while it lives, the
-policy in force), so a refreshed token follows group and policy changes both ways.
+policy in force), so a refreshed token follows group and policy changes both ways; when the
+groups no longer give any access to the resource, the refresh is refused (`invalid_grant`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mcp_gateway.authz import decide_mcp_connect
 from mcp_gateway.oauth_clients import OAuthClient
 from mcp_gateway.oauth_errors import OAuthError
 from mcp_gateway.oauth_grants import Grant, GrantError, Grants, verifier_matches
@@ -44,9 +46,7 @@ async def token(request: Request) -> Response:
         else:
             raise OAuthError("unsupported_grant_type", "use authorization_code or refresh_token")
         resources = _narrowed(grant, form)
-        # What the person's groups allow for these resources now, by the policy in force (also on refresh).
-        granted = scopes_for_servers(ctx.scopes_for(grant.groups, grant.direct_scopes),
-                                     servers_of(ctx.config.public_url, resources))
+        granted = _granted_scopes(request, grant, resources)
         issued = await grants.issue_tokens(grant, access_resources=resources, granted_scopes=tuple(granted),
                                            with_refresh_token=client.may_refresh)
     except OAuthError as e:  # GrantError included
@@ -89,6 +89,19 @@ async def _from_refresh_token(grants: Grants, client: OAuthClient, form: FormDat
         await grants.revoke_family(grant.family)  # a stolen refresh token: end the whole authorization
         raise GrantError("invalid_grant", "the refresh token was issued to another client")
     return grant
+
+
+def _granted_scopes(request: Request, grant: Grant, resources: tuple[str, ...]) -> list[str]:
+    """What the person's groups allow for `resources` now, by the policy in force (also on refresh).
+    Groups that no longer give any access to one of the servers end the grant: there is nothing to issue."""
+    ctx = context(request)
+    held = ctx.scopes_for(grant.groups, grant.direct_scopes)
+    servers = servers_of(ctx.config.public_url, resources)
+    without = [server for server in servers if not decide_mcp_connect(frozenset(held), server).allowed]
+    if without:
+        raise GrantError("invalid_grant", f"your groups no longer give access to server {without[0]!r}; "
+                                          "authorize the client again once they do")
+    return scopes_for_servers(held, servers)
 
 
 def _narrowed(grant: Grant, form: FormData) -> tuple[str, ...]:

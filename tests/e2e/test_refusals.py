@@ -16,6 +16,7 @@ from mcp.shared.exceptions import MCPError
 
 from tests.e2e.conftest import ACCOUNTS, local_accounts, test_policy_dir, wait_for_login_app
 from tests.e2e.test_mcp_oauth import MemoryStorage, oauth_provider, sdk_session
+from tests.support.facade import Facade
 from tests.support.gateway import run_gateway, server_entry
 from tests.support.login import cookie_header, login_local
 from tests.support.mcp_clients import ACCEPT, INIT, session_for
@@ -188,7 +189,7 @@ async def test_a_token_granted_less_than_the_groups_allow_now_gets_the_step_up_c
             assert 'error="insufficient_scope"' in raw.headers["www-authenticate"]
             assert f'scope="{COUNTDOWN_SCOPE}"' in raw.headers["www-authenticate"]
             assert "authorize the client again" in raw.json()["message"]
-            await _until_login_app_grants(browser, gw.url, "mcp:server:currenttime:execute")  # it polls on its own
+            await _login_app_scopes(browser, gw.url, lambda scopes: "mcp:server:currenttime:execute" in scopes)
 
             # the SDK steps up (one more consent) and its retried call goes through
             result = await client.call_tool("countdown", {"steps": 1, "interval": 0})
@@ -212,9 +213,29 @@ async def _until_status(url: str, token: str, wanted: int, timeout: float = 10) 
             await asyncio.sleep(0.3)
 
 
-async def _until_login_app_grants(browser: httpx.AsyncClient, base_url: str, scope: str, timeout: float = 10) -> None:
-    """Wait until the login app (a process of its own, reloading the policy itself) shows `scope` in force."""
+async def _login_app_scopes(browser: httpx.AsyncClient, base_url: str, wanted, timeout: float = 10) -> None:
+    """Wait until the login app (a process of its own, reloading the policy itself) shows scopes
+    in force for which `wanted(scopes)` holds."""
     deadline = time.monotonic() + timeout
-    while scope not in (await browser.get(f"{base_url}/oauth/me")).json().get("scopes", []):
-        assert time.monotonic() < deadline, f"the login app never saw {scope}"
+    while not wanted((await browser.get(f"{base_url}/oauth/me")).json().get("scopes", [])):
+        assert time.monotonic() < deadline, "the login app never saw the policy edit"
         await asyncio.sleep(0.3)
+
+
+async def test_a_token_whose_groups_lost_all_access_gets_403_without_challenge_and_no_refresh(stepup_gateway):
+    gw = stepup_gateway
+    async with httpx.AsyncClient(base_url=gw.url, timeout=15) as browser:
+        facade = Facade(browser)
+        client = await facade.register()
+        grant = await facade.authorize(client, gw.streamable_url("currenttime"), "rita", ACCOUNTS["rita"][0])
+        issued = (await facade.redeem(client, grant)).json()
+        assert issued["scope"] == "mcp:server:currenttime:read"
+
+        (gw.policies / "50-tests.toml").write_text("# reader-currenttime grants nothing any more\n")
+        refused = await _until_status(gw.streamable_url("currenttime"), issued["access_token"], 403)
+        assert "www-authenticate" not in refused.headers  # no consent can help: no step-up
+        await _login_app_scopes(browser, gw.url, lambda scopes: not scopes)
+        refreshed = await facade.refresh(client, issued["refresh_token"])
+
+    assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
+    assert "no longer give access to server 'currenttime'" in refreshed.json()["error_description"]
