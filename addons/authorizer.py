@@ -5,6 +5,14 @@ Every MCP POST body is read as JSON-RPC (single or batch); a body that cannot be
 unambiguously is refused whole, and so is a batch with one forbidden call. The decision
 is one value (mcp_gateway.authz.Decision) that is rendered once: as the answer, the audit
 record and the mitmweb comment.
+
+How a refusal is answered (docs/mcp-clients.md, "When the gateway says no"):
+- a call the person's groups do not allow (a tool, a method) on a server they can use: a
+  JSON-RPC error with the request's id in a 200 answer — what MCP clients show;
+- no access at all to the server (connect): 403 with a JSON body naming the scope;
+- an OAuth facade token granted less than the person's groups allow now: 403 with a
+  `WWW-Authenticate: Bearer error="insufficient_scope"` challenge — the only case where
+  authorizing the client again helps, so the only one where a client is asked to.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from mcp_gateway.authz import (
     decide_mcp,
     decide_mcp_connect,
     filter_tools_list_result,
+    granting_groups,
     refused_unreadable,
     tool_filter,
 )
@@ -33,7 +42,7 @@ from .failclosed import refuse_on_error
 from .identify import IDENTITY, identified, resource_metadata_url
 from .router import refuse
 from .runtime import Runtime
-from .sse_answers import RefusalCodec, rewrite_answer
+from .sse_answers import RefusalCodec, jsonrpc_errors_answer, rewrite_answer
 from .sse_stream import SSE_MESSAGE_FILTER
 
 log = logging.getLogger(__name__)
@@ -82,10 +91,18 @@ class Authorizer:
                 log.exception("policy: reload check failed; the last good policy stays in force")
 
     def scopes_of(self, identity: Identity) -> frozenset[str]:
+        """What the person's groups (and allowed direct scopes) grant, by the policy in force now."""
         policy = self.runtime.services["policies"].current()
         assert self.runtime.registry is not None
         granted = policy.scopes_for(identity.groups, self.runtime.registry.names()).scopes
         return frozenset(granted | policy.direct_scopes(identity.direct_scopes))
+
+    def usable_scopes(self, identity: Identity, held: frozenset[str] | None = None) -> frozenset[str]:
+        """What this credential may use: the groups' scopes, within a facade token's granted scope."""
+        held = self.scopes_of(identity) if held is None else held
+        if identity.granted_scopes is None:
+            return held
+        return held & frozenset(identity.granted_scopes)
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -96,22 +113,24 @@ class Authorizer:
         found, identity = seen
         if identity.kind == "anonymous":
             return  # authentication is off: the data plane alone
-        scopes = self.scopes_of(identity)
+        held = self.scopes_of(identity)
+        scopes = self.usable_scopes(identity, held)
         flow.metadata[SCOPES] = scopes
         method = flow.request.method
         if method == "POST":
-            self._authorize_post(flow, found, scopes)
+            self._authorize_post(flow, found, scopes, held)
         elif method in ("GET", "DELETE"):
             decision = decide_mcp_connect(scopes, found.server)
             record(flow, decision)
             if not decision.allowed:
-                return self._refuse(flow, found, decision)
+                return self._refuse(flow, found, decision, held)
             if method == "GET" and found.area is Area.SSE:
                 self._watch_sse_stream(flow, found)
         else:
             refuse(flow, 405, f"{method} is not an MCP method; use POST, GET or DELETE")
 
-    def _authorize_post(self, flow: http.HTTPFlow, found: Route, scopes: frozenset[str]) -> None:
+    def _authorize_post(self, flow: http.HTTPFlow, found: Route, scopes: frozenset[str],
+                        held: frozenset[str]) -> None:
         assert self.runtime.config is not None
         try:
             payload = parse_mcp_payload(flow.request.raw_content or b"", self.runtime.config.max_body_bytes)
@@ -124,7 +143,7 @@ class Authorizer:
         decision = decide_mcp(scopes, found.server, messages)
         record(flow, decision, self._arguments(messages))
         if not decision.allowed:
-            return self._refuse(flow, found, decision, messages, payload.batch)
+            return self._refuse(flow, found, decision, held, messages, payload.batch)
         if found.area is Area.STREAMABLE and tool_filter(scopes, found.server) is not None:
             lists = {m.id for m in messages if m.kind == "request" and m.method == "tools/list"}
             if lists:
@@ -139,27 +158,36 @@ class Authorizer:
         calls = [m.raw.get("params", {}).get("arguments") for m in messages if m.method == "tools/call"]
         return calls or None
 
-    def _refuse(self, flow: http.HTTPFlow, found: Route, decision: Decision,
+    def _refuse(self, flow: http.HTTPFlow, found: Route, decision: Decision, held: frozenset[str],
                 messages: list[RpcMessage] | None = None, batch: bool = False) -> None:
         assert self.runtime.config is not None
         log.warning("access refused: server=%s method=%s tool=%s missing scope %s", found.server,
                     decision.method or flow.request.method, decision.tool or "-", decision.scope)
-        challenge = (f'Bearer error="insufficient_scope", scope="{decision.scope}", '
-                     f'resource_metadata="{resource_metadata_url(self.runtime.config.public_url, found)}"')
+        identity: Identity = flow.metadata[IDENTITY]
+        if identity.granted_scopes is not None and self._groups_allow(held, found.server, messages):
+            # The person's groups allow it, the token was granted less: authorizing again helps.
+            challenge = (f'Bearer error="insufficient_scope", scope="{decision.scope}", '
+                         f'resource_metadata="{resource_metadata_url(self.runtime.config.public_url, found)}"')
+            message = (f"this token was granted less than your groups allow: {decision.reason}; "
+                       "authorize the client again")
+            return refuse(flow, 403, message, {"www-authenticate": challenge}, scope=decision.scope)
         errors = error_responses(messages or [], FORBIDDEN, f"forbidden: {decision.reason}",
-                                 {"status": 403, "error": "insufficient_scope", "scope": decision.scope})
+                                 {"scope": decision.scope, "groups": granting_groups(decision.scope)})
         if errors and found.area is Area.SSE and session_id_from_query(found.query):
             # The SDK's SSE client ignores a refused POST: the answer goes out on the stream
             # instead, carried by a ping whose id holds the signed errors (sse_answers.py).
             ping_id = self.codec().ping_id(errors)
             flow.request.content = json.dumps({"jsonrpc": "2.0", "id": ping_id, "method": "ping"}).encode()
             return
-        if errors:
-            body = json.dumps(errors if batch else errors[0]).encode()
-            flow.response = http.Response.make(
-                403, body, {"content-type": "application/json", "www-authenticate": challenge, "cache-control": "no-store"})
+        if errors and decide_mcp_connect(held, found.server).allowed:
+            flow.response = jsonrpc_errors_answer(flow.request.headers.get("accept", ""), errors, batch)
             return
-        refuse(flow, 403, decision.reason, {"www-authenticate": challenge}, scope=decision.scope)
+        refuse(flow, 403, decision.reason, scope=decision.scope)
+
+    @staticmethod
+    def _groups_allow(held: frozenset[str], server: str, messages: list[RpcMessage] | None) -> bool:
+        decision = decide_mcp(held, server, messages) if messages else decide_mcp_connect(held, server)
+        return decision.allowed
 
     def codec(self) -> RefusalCodec:
         config = self.runtime.config
@@ -174,7 +202,7 @@ class Authorizer:
 
         def message_filter(event):
             # The policy in force now, for the stream's owner (its MCP session is bound to them).
-            return rewrite_answer(event, codec, lambda: tool_filter(self.scopes_of(identity), found.server))
+            return rewrite_answer(event, codec, lambda: tool_filter(self.usable_scopes(identity), found.server))
 
         flow.metadata[SSE_MESSAGE_FILTER] = message_filter
 

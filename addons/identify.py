@@ -131,9 +131,10 @@ class Identify:
         if resource is None or resource not in session.resources:
             raise TokenInvalid(f"issued for {', '.join(session.resources) or 'no resource'}, "
                                f"not for {resource or 'this path'}")
+        # An access session's `scopes` are the scopes the token was granted (mcp_gateway/oauth_grants.py).
         return Identity(subject=session.subject, username=session.username, provider=session.provider,
-                        groups=session.groups, direct_scopes=session.scopes, kind="access", session_id=session.id,
-                        client_id=session.client_id, resources=session.resources)
+                        groups=session.groups, kind="access", session_id=session.id, client_id=session.client_id,
+                        resources=session.resources, granted_scopes=session.scopes)
 
     async def _bearer_jwt(self, token: str) -> Identity:
         config = self.runtime.config

@@ -74,9 +74,8 @@ class RegistryApi:
                 if not decision.allowed:
                     log.warning("access refused: registry %s %s by %s: %s", action, found.server or "",
                                 identity.username, decision.reason)
-                    return refuse(flow, 403, decision.reason, {
-                        "www-authenticate": f'Bearer error="insufficient_scope", scope="{decision.scope}"'},
-                        scope=decision.scope)
+                    # No insufficient_scope challenge: scopes come from groups, authorizing again cannot help.
+                    return refuse(flow, 403, decision.reason, scope=decision.scope)
             flow.response = await self._perform(flow, action, found.server, scopes, open_access)
         except RegistryError as e:
             log.warning("registry %s %s refused (%d): %s", action, found.server or "", e.status, e.message)

@@ -1,4 +1,9 @@
-"""GET /oauth/me and POST /oauth/logout."""
+"""GET /oauth/me and POST /oauth/logout.
+
+Logout ends the browser session and every OAuth grant made through consent in it: the
+access and refresh tokens the facade issued to MCP clients that way stop working at once
+(mcp_gateway/oauth_grants.py). Grants made in other browser sessions are untouched.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import logging
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from mcp_gateway.oauth_grants import Grants
 from mcp_gateway.redirects import safe_next
 from mcp_gateway.sessions import StoreUnavailable
 
@@ -55,7 +61,9 @@ async def logout(request: Request) -> Response:
                                                 "csrf_token of the signed-in page")
         if session is not None:
             await ctx.store.delete(token)
-            log.info("auth: logout user=%s session=%s", session.username, session.id[:12])
+            revoked = await Grants(ctx.store).revoke_browser_session(session.id)
+            log.info("auth: logout user=%s session=%s, %d OAuth grant(s) revoked", session.username,
+                     session.id[:12], revoked)
             await _revoke_at_idp(request, session)
     except StoreUnavailable:
         return json_error(503, "unavailable", "the session store is unavailable; you are not signed out")

@@ -12,7 +12,9 @@ mcp:registry:admin allows everything. Method names match exactly (case-sensitive
 with unexpected characters is never read-only.
 
 When several scopes would allow a request, the narrowest one held is reported as the
-deciding scope; a refusal names the narrowest scope that would have allowed it.
+deciding scope; a refusal names the narrowest scope that would have allowed it, and the
+conventional group (policies/default.toml) that grants each scope it mentions, so the person
+knows what to ask for.
 """
 
 from __future__ import annotations
@@ -23,7 +25,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .jsonrpc import RpcMessage
-from .scopes import REGISTRY_ADMIN, REGISTRY_READ, is_tool_name, server_scope, tool_scope, tool_scope_prefix
+from .scopes import (
+    REGISTRY_ADMIN,
+    REGISTRY_READ,
+    ScopeError,
+    is_tool_name,
+    parse_scope,
+    server_scope,
+    tool_scope,
+    tool_scope_prefix,
+)
 
 RegistryAction = Literal["list", "read", "toggle", "edit", "register", "delete"]
 
@@ -94,7 +105,8 @@ def _decide_message(scopes: frozenset[str], server: str, message: RpcMessage) ->
     held = _first_held(scopes, needed, REGISTRY_ADMIN)
     if held:
         return Decision(True, 200, held, f"{_shown(method)} on {server!r} allowed", method=method)
-    return Decision(False, 403, needed, f"{_shown(method)} on {server!r} needs {needed}", method=method)
+    return Decision(False, 403, needed, f"{_shown(method)} on server {server!r} needs {needs(needed)}",
+                    method=method)
 
 
 def _decide_tool_call(scopes: frozenset[str], server: str, tool: str) -> Decision:
@@ -103,12 +115,11 @@ def _decide_tool_call(scopes: frozenset[str], server: str, tool: str) -> Decisio
     # server-wide execute scope (or admin) can allow calling it.
     narrow = tool_scope(server, tool) if is_tool_name(tool) else None
     held = _first_held(scopes, narrow, execute, REGISTRY_ADMIN)
-    what = f"tools/call of {_shown(tool)} on {server!r}"
+    what = f"tools/call of {_shown(tool)} on server {server!r}"
     if held:
         return Decision(True, 200, held, f"{what} allowed", method="tools/call", tool=tool)
     missing = narrow or execute
-    alternatives = f"{narrow} or {execute}" if narrow else execute
-    return Decision(False, 403, missing, f"{what} needs {alternatives}", method="tools/call", tool=tool)
+    return Decision(False, 403, missing, f"{what} needs {needs(narrow, execute)}", method="tools/call", tool=tool)
 
 
 def _decide_connect_level(scopes: frozenset[str], server: str, what: str, method: str | None) -> Decision:
@@ -116,9 +127,11 @@ def _decide_connect_level(scopes: frozenset[str], server: str, what: str, method
     held = _first_held(scopes, read, server_scope(server, "execute")) or _any_tool_scope(scopes, server)
     held = held or _first_held(scopes, REGISTRY_ADMIN)
     if held:
-        return Decision(True, 200, held, f"{what} on {server!r} allowed", method=method)
+        return Decision(True, 200, held, f"{what} on server {server!r} allowed", method=method)
     return Decision(
-        False, 403, read, f"{what} on {server!r} needs {read}, its execute scope or one of its tool scopes", method=method
+        False, 403, read,
+        f"{what} on server {server!r} needs {needs(read)}, its execute scope or one of its tool scopes "
+        f"(group mcp-server-{server}-tool-<tool>)", method=method,
     )
 
 
@@ -151,7 +164,7 @@ def decide_registry(scopes: frozenset[str], action: RegistryAction, server: str 
     held = _first_held(scopes, *candidates)
     if held:
         return Decision(True, 200, held, f"registry {target} allowed")
-    return Decision(False, 403, candidates[0], f"registry {target} needs {candidates[0]}")
+    return Decision(False, 403, candidates[0], f"registry {target} needs {needs(candidates[0])}")
 
 
 def readable_servers(scopes: frozenset[str], all_servers: Iterable[str]) -> set[str]:
@@ -189,6 +202,43 @@ def filter_tools_list_result(message: dict[str, Any], allowed: Collection[str]) 
         if isinstance(tool, dict) and isinstance(tool.get("name"), str) and tool["name"] in allowed
     ]
     return {**message, "result": {**result, "tools": tools}}
+
+
+# --- naming what would grant a scope ---------------------------------------------------------
+
+
+def conventional_group(scope: str) -> str | None:
+    """The group of the shipped policy (policies/default.toml) that grants `scope`."""
+    try:
+        parsed = parse_scope(scope)
+    except ScopeError:
+        return None
+    if parsed.server is None:
+        return {REGISTRY_ADMIN: "mcp-admin", REGISTRY_READ: "mcp-user"}.get(scope)
+    if parsed.tool is not None:
+        return f"mcp-server-{parsed.server}-tool-{parsed.tool}"
+    if parsed.action in ("read", "execute"):
+        return f"mcp-server-{parsed.server}"
+    return f"mcp-server-{parsed.server}-{parsed.action}"
+
+
+def granting_groups(scope: str | None) -> list[str]:
+    """The conventional groups that would allow what `scope` (a refusal's missing scope) allows."""
+    if scope is None:
+        return []
+    try:
+        parsed = parse_scope(scope)
+    except ScopeError:
+        return []
+    wider = server_scope(parsed.server, "execute") if parsed.tool is not None and parsed.server else None
+    return _unique(conventional_group(s) for s in (scope, wider) if s)
+
+
+def needs(*scopes: str | None) -> str:
+    """'scope A (group a) or B (group b)': the scopes that would allow a request, each with its group."""
+    named = [f"{scope} (group {group})" if (group := conventional_group(scope)) else scope
+             for scope in scopes if scope]
+    return "scope " + " or ".join(named)
 
 
 # --- helpers --------------------------------------------------------------------------------

@@ -18,6 +18,9 @@ class Identity:
     session_id: str | None = None  # the store's id (a hash), never the token
     client_id: str | None = None
     resources: tuple[str, ...] = ()
+    # An access token of the OAuth facade: the scopes it was granted (its `scope`). It may use
+    # only those, and only while the person's groups still allow them (docs/mcp-clients.md).
+    granted_scopes: tuple[str, ...] | None = None
 
     @property
     def owner(self) -> str:

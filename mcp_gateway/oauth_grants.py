@@ -12,6 +12,15 @@ a second time — proof that a copy is in the wrong hands — revokes the whole 
 tokens are deleted and its current refresh token refused (OAuth 2.1 §4.3.1, RFC 6819 §5.2.2.3).
 A made-up token finds nothing and changes nothing. A grant ends at the session lifetime after consent;
 on each refresh the person's groups are re-read from their browser session while it lives.
+
+An access token's session keeps, in its `scopes`, the scope the token was granted — what the
+person's groups allowed for its resources when it was issued (the `scope` of the token
+response). The proxy lets it use those scopes only while the groups still allow them; a
+refresh computes the scope anew.
+
+Logout ends the grants made in that browser session: each consent links its family to the
+browser session's id, and `revoke_browser_session` revokes every linked family (codes not yet
+redeemed, refresh tokens and access tokens alike).
 """
 
 from __future__ import annotations
@@ -108,6 +117,10 @@ def _spent_key(token: str) -> str:
     return f"oauth-spent:{token}"
 
 
+def _browser_key(session_id: str) -> str:
+    return f"oauth-browser-grants:{session_id}"
+
+
 class Grants:
     def __init__(self, store: SessionStore, *, code_ttl: float = CODE_TTL,
                  access_lifetime: float = ACCESS_TOKEN_LIFETIME) -> None:
@@ -118,21 +131,28 @@ class Grants:
     # -- codes -----------------------------------------------------------------------------
 
     async def issue_code(self, grant: Grant) -> str:
+        """A code for a new grant, whose family is linked to the browser session consent was given in."""
         code = secrets.token_urlsafe(32)
+        remaining = grant.expires_at - time.time()
+        await self.store.put(_family_key(grant.family), json.dumps({"access": []}), remaining)
+        await self._link_to_browser_session(grant.browser_session, grant.family, remaining)
         await self.store.put_once(_code_key(code), grant.to_json(), self.code_ttl)
         return code
 
     async def redeem_code(self, code: str) -> Grant:
         """The grant of `code`, which is spent whatever the caller does next."""
-        return await self._redeem(_code_key(code), code, "authorization code replayed",
-                                  "the authorization code is unknown, expired or already used")
+        grant = await self._redeem(_code_key(code), code, "authorization code replayed",
+                                   "the authorization code is unknown, expired or already used")
+        if await self.store.get_value(_family_key(grant.family)) is None:
+            raise GrantError("invalid_grant", "this authorization was revoked (signed out); authorize the client again")
+        return grant
 
     # -- tokens ----------------------------------------------------------------------------
 
-    async def issue_tokens(self, grant: Grant, *, with_refresh_token: bool,
+    async def issue_tokens(self, grant: Grant, *, with_refresh_token: bool, granted_scopes: tuple[str, ...] = (),
                            access_resources: tuple[str, ...] | None = None) -> IssuedTokens:
-        """An access token (for `access_resources`, by default all of the grant's) and, if asked, the
-        grant's next refresh token."""
+        """An access token (for `access_resources`, by default all of the grant's) granted
+        `granted_scopes`, and, if asked, the grant's next refresh token."""
         remaining = grant.expires_at - time.time()
         if remaining <= 1:
             raise GrantError("invalid_grant", "this authorization has expired; authorize the client again")
@@ -140,7 +160,7 @@ class Grants:
         token, session = await self.store.create(
             kind="access", client_id=grant.client_id, resources=access_resources or grant.resources,
             subject=grant.subject, username=grant.username, provider=grant.provider, groups=grant.groups,
-            scopes=grant.direct_scopes, email=grant.email, lifetime=lifetime)
+            scopes=granted_scopes, email=grant.email, lifetime=lifetime)
         refresh_token = None
         if with_refresh_token:
             refresh_token = secrets.token_urlsafe(32)
@@ -178,6 +198,19 @@ class Grants:
         if session.client_id != client_id:
             raise GrantError("unauthorized_client", "this token was not issued to this client")
         await self.store.delete(token)
+
+    async def revoke_browser_session(self, session_id: str) -> int:
+        """Revoke every grant made through consent in the browser session `session_id`; how many."""
+        raw = await self.store.take_once(_browser_key(session_id))
+        families = json.loads(raw) if raw else []
+        for family in families:
+            await self.revoke_family(family)
+        return len(families)
+
+    async def _link_to_browser_session(self, session_id: str, family: str, ttl: float) -> None:
+        raw = await self.store.get_value(_browser_key(session_id))
+        families = [*(json.loads(raw) if raw else []), family]
+        await self.store.put(_browser_key(session_id), json.dumps(families), ttl)
 
     async def revoke_family(self, family: str) -> None:
         raw = await self.store.take_once(_family_key(family))

@@ -9,6 +9,10 @@ Nobody signed in: the browser goes to `/oauth/login?next=<this request>` and com
 The validated request waits in the store (single use, ten minutes) under a random
 transaction id; the consent form carries that id and a CSRF token bound to the browser
 session, and is accepted only from the session that was shown the page.
+
+When the person's groups give no access to a server the client asks for, there is nothing
+to consent to: the page says so and which group would give access, offers no Allow, and an
+"allow" posted anyway is answered like a denial — the client gets `error=access_denied`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from urllib.parse import quote, urlsplit
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from mcp_gateway.authz import decide_mcp_connect
 from mcp_gateway.oauth_grants import Grant, Grants, new_family
 from mcp_gateway.redirects import MAX_NEXT_LENGTH
 from mcp_gateway.resources import scopes_for_servers, servers_of
@@ -93,6 +98,19 @@ async def _hold(request: Request, auth_request: AuthorizationRequest, session: S
     return transaction
 
 
+def _servers_without_access(request: Request, session: Session, resources: list[str] | tuple[str, ...]) -> list[str]:
+    """The servers among `resources` that the person's groups give no access to (not even connect)."""
+    ctx = context(request)
+    held = frozenset(ctx.scopes_for(session.groups, session.scopes))
+    return [server for server in servers_of(ctx.config.public_url, resources)
+            if not decide_mcp_connect(held, server).allowed]
+
+
+def _no_access_description(servers: list[str]) -> str:
+    return "; ".join(f"your groups give no access to server {server!r} (group mcp-server-{server} "
+                     f"or mcp-server-{server}-tool-<tool> would)" for server in servers)
+
+
 def _consent_page(request: Request, auth_request: AuthorizationRequest, session: Session, transaction: str) -> Response:
     ctx = context(request)
     servers = servers_of(ctx.config.public_url, auth_request.resources)
@@ -101,6 +119,7 @@ def _consent_page(request: Request, auth_request: AuthorizationRequest, session:
         named=auth_request.client.client_name is not None, redirect_uri=auth_request.redirect_uri,
         resources=auth_request.resources, servers=servers, user=session.username,
         scopes=scopes_for_servers(ctx.scopes_for(session.groups, session.scopes), servers),
+        no_access=_servers_without_access(request, session, auth_request.resources),
         transaction=transaction, csrf_token=csrf_token(ctx.config, session.id))
     # The form's answer redirects to the client: the page's form-action must allow its origin,
     # or browsers stop the redirect.
@@ -139,6 +158,11 @@ async def decide(request: Request) -> Response:
                      client.client_id[:8], client.display_name)
             return _to_client(request, pending["redirect_uri"], pending["state"], error="access_denied",
                               error_description="the user denied the request")
+        if without := _servers_without_access(request, session, pending["resources"]):
+            log.warning("auth: consent refused: user=%s has no access to %s (MCP client %s)", session.username,
+                        ",".join(without), client.client_id[:8])
+            return _to_client(request, pending["redirect_uri"], pending["state"], error="access_denied",
+                              error_description=_no_access_description(without))
         code = await _issue_code(request, session, pending)
         await client_registry(request).save(client)  # in use: keep the registration
     except StoreUnavailable:

@@ -3,6 +3,11 @@
 Access tokens are opaque sessions of kind "access" in the shared store, bound to the client
 and to the resource(s) of the grant (RFC 8707); a `resource` parameter here may only narrow
 them. Refresh tokens are single use: each refresh returns a new one (rotation).
+
+The token's `scope` is what the person's groups allow for its resources at issue time; a
+refresh computes it again (groups re-read from the browser session while it lives, the
+policy in force), so a refreshed token follows group and policy changes both ways; when the
+groups no longer give any access to the resource, the refresh is refused (`invalid_grant`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mcp_gateway.authz import decide_mcp_connect
 from mcp_gateway.oauth_clients import OAuthClient
 from mcp_gateway.oauth_errors import OAuthError
 from mcp_gateway.oauth_grants import Grant, GrantError, Grants, verifier_matches
@@ -39,17 +45,18 @@ async def token(request: Request) -> Response:
             grant = await _from_refresh_token(grants, client, form)
         else:
             raise OAuthError("unsupported_grant_type", "use authorization_code or refresh_token")
-        issued = await grants.issue_tokens(grant, access_resources=_narrowed(grant, form),
+        resources = _narrowed(grant, form)
+        granted = _granted_scopes(request, grant, resources)
+        issued = await grants.issue_tokens(grant, access_resources=resources, granted_scopes=tuple(granted),
                                            with_refresh_token=client.may_refresh)
     except OAuthError as e:  # GrantError included
         log.info("auth: token request refused (client %s): %s: %s", client_address(request), e.error, e.description)
         return oauth_error(e)
     except StoreUnavailable:
         return oauth_error(OAuthError("temporarily_unavailable", "the session store is unavailable", 503))
-    servers = servers_of(ctx.config.public_url, issued.session.resources)
     body: dict[str, object] = {
         "access_token": issued.access_token, "token_type": "Bearer", "expires_in": issued.expires_in,
-        "scope": " ".join(scopes_for_servers(ctx.scopes_for(grant.groups, grant.direct_scopes), servers)),
+        "scope": " ".join(granted),
     }
     if issued.refresh_token is not None:
         body["refresh_token"] = issued.refresh_token
@@ -82,6 +89,19 @@ async def _from_refresh_token(grants: Grants, client: OAuthClient, form: FormDat
         await grants.revoke_family(grant.family)  # a stolen refresh token: end the whole authorization
         raise GrantError("invalid_grant", "the refresh token was issued to another client")
     return grant
+
+
+def _granted_scopes(request: Request, grant: Grant, resources: tuple[str, ...]) -> list[str]:
+    """What the person's groups allow for `resources` now, by the policy in force (also on refresh).
+    Groups that no longer give any access to one of the servers end the grant: there is nothing to issue."""
+    ctx = context(request)
+    held = ctx.scopes_for(grant.groups, grant.direct_scopes)
+    servers = servers_of(ctx.config.public_url, resources)
+    without = [server for server in servers if not decide_mcp_connect(frozenset(held), server).allowed]
+    if without:
+        raise GrantError("invalid_grant", f"your groups no longer give access to server {without[0]!r}; "
+                                          "authorize the client again once they do")
+    return scopes_for_servers(held, servers)
 
 
 def _narrowed(grant: Grant, form: FormData) -> tuple[str, ...]:

@@ -84,11 +84,14 @@ class MemoryStorage:
 
 
 def oauth_provider(server_url: str, browser: httpx.AsyncClient, username: str, password: str,
-                   storage: MemoryStorage) -> OAuthClientProvider:
-    """The SDK's provider; its redirect handler is a headless browser: IdP login, then the gateway's consent."""
+                   storage: MemoryStorage, authorizations: list[str] | None = None) -> OAuthClientProvider:
+    """The SDK's provider; its redirect handler is a headless browser: IdP login, then the gateway's consent.
+    Each authorization URL the SDK opens is appended to `authorizations` (the consents asked for)."""
     landed: list[httpx.URL] = []
 
     async def redirect_handler(authorization_url: str) -> None:
+        if authorizations is not None:
+            authorizations.append(authorization_url)
         landed.append(await headless_authorize(browser, authorization_url, username, password,
                                                stop_at_prefix=REDIRECT_URI, consent_action="allow"))
 
@@ -152,21 +155,16 @@ async def test_metadata_chain_names_one_issuer_and_the_exact_resource(idp_gatewa
     assert posted.status_code == 405
 
 
-async def test_a_user_lacking_the_scope_gets_403_with_the_scope_hint(idp_gateway):
+async def test_a_person_without_access_gets_no_token_but_access_denied_at_the_client(idp_gateway):
     async with httpx.AsyncClient(base_url=idp_gateway.url, timeout=15) as http:
         facade = Facade(http)
         client = await facade.register()
-        grant = await facade.authorize(client, idp_gateway.streamable_url("currenttime"), "bob", "bob-password")
-        token = (await facade.redeem(client, grant)).json()["access_token"]
+        # bob (mcp-user) logs in at the IdP; the consent page offers him only the way back
+        grant = await facade.authorize(client, idp_gateway.streamable_url("currenttime"), "bob", "bob-password",
+                                       consent="deny")
 
-        refused = await http.post("/api/streamable/currenttime", json=INITIALIZE,
-                                  headers={**ACCEPT, "authorization": f"Bearer {token}"})
-
-    assert refused.status_code == 403
-    challenge = refused.headers["www-authenticate"]
-    assert challenge.startswith("Bearer ") and 'error="insufficient_scope"' in challenge
-    assert 'scope="mcp:server:currenttime:read"' in challenge
-    assert "mcp:server:currenttime:read" in refused.text
+    assert grant.callback.params["error"] == "access_denied" and grant.callback.params["state"] == grant.state
+    assert "code" not in grant.callback.params
 
 
 async def test_a_client_credentials_token_works_for_an_agent(idp_gateway):

@@ -4,7 +4,7 @@ real gateway (local accounts): each must be refused, clearly, and leave nothing 
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
@@ -13,6 +13,7 @@ from mcp_gateway.identity import SESSION_COOKIE
 from mcp_gateway.sessions import open_store
 # The real gateway of the end-to-end tests (local accounts), and the upstreams behind it.
 from tests.e2e.conftest import (  # noqa: F401
+    ACCOUNTS,
     ADMIN_PASSWORD,
     auth_gateway,
     recorder,
@@ -20,6 +21,7 @@ from tests.e2e.conftest import (  # noqa: F401
     upstream_sse_answers,
 )
 from tests.support.facade import REDIRECT_URI, Facade, pkce_pair
+from tests.support.headless import parse_forms
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -44,8 +46,8 @@ def resource(auth_gateway) -> str:
     return auth_gateway.streamable_url("currenttime")
 
 
-async def signed_in(browser: httpx.AsyncClient) -> None:
-    response = await browser.post("/oauth/login/local", data={"username": "admin", "password": ADMIN_PASSWORD,
+async def signed_in(browser: httpx.AsyncClient, username: str = "admin", password: str = ADMIN_PASSWORD) -> None:
+    response = await browser.post("/oauth/login/local", data={"username": username, "password": password,
                                                               "next": "/oauth/me"})
     assert response.status_code == 303
 
@@ -202,6 +204,57 @@ async def test_consent_cannot_be_posted_cross_site_or_without_the_sessions_csrf_
     assert "location" not in cross_site.headers and "location" not in no_csrf.headers
 
 
+# Ways to press an Allow the page did not offer: each must end as access_denied, never a code.
+ALLOW_ANYWAY = [
+    [("decision", "allow")],
+    [("decision", "allow"), ("decision", "allow")],
+    [("decision", "allow"), ("decision", "deny")],
+    [("decision", "allow"), ("resource", "http://127.0.0.1/api/streamable/currenttime")],
+]
+
+
+@pytest.mark.parametrize("allow", ALLOW_ANYWAY)
+async def test_a_person_without_access_is_told_so_offered_no_allow_and_refused_if_allowing_anyway(
+        facade, browser, resource, allow):
+    await signed_in(browser, "bob", ACCOUNTS["bob"][0])  # mcp-user: registry read, no server access
+    client = await facade.register()
+    page = await browser.get(facade.authorize_url(client, resource, pkce_pair()[1], state="bob-state"))
+
+    assert page.status_code == 200
+    assert 'value="allow"' not in page.text and ">Allow<" not in page.text
+    assert not any(form.submitter("allow") for form in parse_forms(page.text))
+    assert "no access" in page.text and "mcp-server-currenttime" in page.text
+    hidden = {name: value for form in parse_forms(page.text) for name, value in form.fields}
+    form = urlencode([("transaction", hidden["transaction"]), ("csrf_token", hidden["csrf_token"]), *allow])
+    answer = await browser.post("/oauth/authorize", content=form, headers={
+        "origin": str(browser.base_url).rstrip("/"), "content-type": "application/x-www-form-urlencoded"})
+
+    location = httpx.URL(answer.headers["location"])
+    assert str(location).startswith(REDIRECT_URI) and "code" not in location.params
+    assert location.params["error"] == "access_denied" and location.params["state"] == "bob-state"
+    if allow[0][1] == "allow" and ("decision", "deny") not in allow:
+        assert "mcp-server-currenttime" in location.params["error_description"]
+
+
+async def test_a_person_without_access_returns_to_the_client_with_access_denied(facade, resource):
+    client = await facade.register()
+
+    grant = await facade.authorize(client, resource, "bob", ACCOUNTS["bob"][0], consent="deny")
+
+    assert grant.callback.params["error"] == "access_denied" and grant.callback.params["state"] == grant.state
+    assert "code" not in grant.callback.params
+
+
+async def test_a_tool_only_token_lists_exactly_that_scope_and_refresh_computes_it_again(facade, resource):
+    client = await facade.register()
+    grant = await facade.authorize(client, resource, "tina", ACCOUNTS["tina"][0])
+    issued = (await facade.redeem(client, grant)).json()
+    refreshed = (await facade.refresh(client, issued["refresh_token"])).json()
+
+    expected = "mcp:server:currenttime:tool:current_time_by_timezone:execute"
+    assert issued["scope"] == expected and refreshed["scope"] == expected
+
+
 @pytest.mark.parametrize("change,error", [
     ({"code_challenge_method": "plain"}, "invalid_request"),
     ({"code_challenge": "short"}, "invalid_request"),
@@ -273,8 +326,10 @@ async def test_an_expired_access_token_is_refused(auth_gateway, resource):
     store = open_store("sqlite:///sessions.db", base_dir=auth_gateway.state_dir, lifetime=60, idle_timeout=60,
                        secretbox=None)
     try:
+        # an access session's `scopes` are what the token was granted
         token, _ = await store.create(subject="admin", username="admin", provider="local", groups=["mcp-admin"],
-                                      kind="access", client_id="c" * 32, resources=[resource], lifetime=0.5)
+                                      scopes=["mcp:registry:admin"], kind="access", client_id="c" * 32,
+                                      resources=[resource], lifetime=0.5)
         assert (await call(auth_gateway, token)).status_code == 200
         await asyncio.sleep(0.7)
 
@@ -340,3 +395,28 @@ async def test_a_revoked_access_token_is_refused(auth_gateway, facade, resource)
 
     assert revoked.status_code == 200
     assert (await call(auth_gateway, tokens["access_token"])).status_code == 401
+
+
+# -- logout ends the grants of its browser session ------------------------------------------------
+
+
+async def test_logout_ends_the_grants_made_in_that_browser_session_and_no_other(auth_gateway, facade, resource):
+    client, first = await tokens_for(facade, resource)          # consent in this browser session
+    refreshed = (await facade.refresh(client, first["refresh_token"])).json()  # its successor tokens
+    pending = await facade.authorize(client, resource, "admin", ADMIN_PASSWORD)  # a code not yet redeemed
+    async with httpx.AsyncClient(base_url=auth_gateway.url, timeout=15) as other_browser:
+        other_facade = Facade(other_browser)
+        other_client, other = await tokens_for(other_facade, resource)  # same person, another browser session
+
+        out = await facade.http.post("/oauth/logout", headers={"origin": auth_gateway.url})
+        assert out.status_code == 200
+
+        for token in (first["access_token"], refreshed["access_token"]):
+            assert (await call(auth_gateway, token)).status_code == 401
+        for token in (first["refresh_token"], refreshed["refresh_token"]):
+            assert (await facade.refresh(client, token)).json()["error"] == "invalid_grant"
+        late = await facade.redeem(client, pending)
+        assert late.status_code == 400 and late.json()["error"] == "invalid_grant"
+
+        assert (await call(auth_gateway, other["access_token"])).status_code == 200
+        assert (await other_facade.refresh(other_client, other["refresh_token"])).status_code == 200

@@ -228,3 +228,23 @@ def test_filter_tools_list_result():
 )
 def test_filter_leaves_other_messages_alone(message):
     assert filter_tools_list_result(message, frozenset()) == message
+
+
+@pytest.mark.parametrize("scope,group", [
+    ("mcp:registry:admin", "mcp-admin"), ("mcp:registry:read", "mcp-user"),
+    ("mcp:server:a-b:read", "mcp-server-a-b"), ("mcp:server:a-b:execute", "mcp-server-a-b"),
+    ("mcp:server:a-b:toggle", "mcp-server-a-b-toggle"), ("mcp:server:a-b:edit", "mcp-server-a-b-edit"),
+    ("mcp:server:a-b:tool:x.y:execute", "mcp-server-a-b-tool-x.y"),
+    ("not a scope", None), ("mcp:server:A:read", None),
+])
+def test_refusals_name_the_conventional_group_of_each_scope(scope, group):
+    from mcp_gateway.authz import conventional_group, granting_groups
+    assert conventional_group(scope) == group
+    if ":tool:" in scope:
+        assert granting_groups(scope) == [group, "mcp-server-a-b"]
+
+
+def test_a_refused_tool_call_names_both_scopes_and_their_groups():
+    reason = decide_mcp(frozenset(), S, [request("tools/call", "echo")]).reason
+    assert f"mcp:server:{S}:tool:echo:execute (group mcp-server-{S}-tool-echo)" in reason
+    assert f"mcp:server:{S}:execute (group mcp-server-{S})" in reason

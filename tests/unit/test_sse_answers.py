@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from addons.sse_answers import REFUSAL_ID_PREFIX, RefusalCodec, rewrite_answer
+import pytest
+
+from addons.sse_answers import REFUSAL_ID_PREFIX, RefusalCodec, jsonrpc_errors_answer, rewrite_answer
 from mcp_gateway.sse import SseEvent
 
 ERRORS = [{"jsonrpc": "2.0", "id": 7, "error": {"code": -32003, "message": "forbidden"}}]
@@ -57,3 +59,25 @@ def test_the_allowed_tools_are_computed_only_for_tools_lists():
     assert calls == []
     rewrite_answer(answer(2, {"tools": [{"name": "a"}]}), None, allowed)
     assert calls == [1]
+
+
+@pytest.mark.parametrize("accept,content_type", [
+    ("application/json, text/event-stream", "application/json"),
+    ("text/event-stream, application/json;q=0.5", "application/json"),
+    ("*/*", "application/json"), ("application/*", "application/json"), ("", "application/json"),
+    ("text/html", "application/json"),
+    ("text/event-stream", "text/event-stream"), ("TEXT/EVENT-STREAM; charset=utf-8", "text/event-stream"),
+])
+def test_refusals_are_200_answers_in_the_accepted_type(accept, content_type):
+    two = [*ERRORS, {**ERRORS[0], "id": 8}]
+    answer_ = jsonrpc_errors_answer(accept, two, batch=True)
+    assert answer_.status_code == 200 and answer_.headers["content-type"] == content_type
+    if content_type == "application/json":
+        assert json.loads(answer_.content) == two
+    else:
+        events = answer_.content.decode().split("\n\n")[:-1]
+        assert [json.loads(e.split("data: ", 1)[1]) for e in events] == two
+        assert all(e.startswith("event: message\n") for e in events)
+    single = jsonrpc_errors_answer(accept, ERRORS, batch=False)
+    if content_type == "application/json":
+        assert json.loads(single.content) == ERRORS[0]  # a single request gets an object, not a list
