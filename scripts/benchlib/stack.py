@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Iterator
 
 from mcp_gateway.passwords import hash_password
-from tests.e2e.conftest import wait_for_login_app
 from tests.support.gateway import Gateway, mitmdump_args, server_entry, write_config
 from tests.support.launcher import launcher_args, wait_for_log
-from tests.support.login import cookie_header, login_local
+from tests.support.login import cookie_header, login_local, wait_for_login_app
 from tests.support.processes import Process, free_port, wait_for_port
 
 from .nginx import nginx_binary, start_nginx
