@@ -1,4 +1,4 @@
-"""Scope enforcement end to end, row by row of DESIGN §6's table, with the `mcp` SDK's
+"""Scope enforcement end to end, row by row of docs/policies.md's table, with the `mcp` SDK's
 clients against the real gateway (policies/default.toml + one explicit mapping)."""
 
 from __future__ import annotations
