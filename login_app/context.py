@@ -35,6 +35,8 @@ class LoginContext:
     policies: PolicyRepository
     registry: Registry
     providers: dict[str, object] = field(default_factory=dict)  # name -> OAuth provider (login_app.providers)
+    _policy_checked: float = field(default=0.0, init=False, repr=False)
+    _policy_reloading: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @classmethod
     def build(cls, config: GatewayConfig) -> LoginContext:
@@ -45,9 +47,6 @@ class LoginContext:
             policies=PolicyRepository(config.policy_dir),
             registry=Registry(config.servers, config.state_dir, config.source.parent),
         )
-
-    _policy_checked: float = field(default=0.0, repr=False)
-    _policy_reloading: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def scopes_for(self, groups: tuple[str, ...], direct: tuple[str, ...] = ()) -> list[str]:
         self._reload_policy_in_background()
