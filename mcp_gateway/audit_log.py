@@ -23,6 +23,13 @@ log = logging.getLogger(__name__)
 
 QUEUE_RECORDS = 10_000  # about 5 MB of records: minutes of traffic at the rates in docs/benchmarks.md
 _STOP = object()
+_dropped_in_process = 0  # every AuditLog of this process, for the metric
+_dropped_lock = threading.Lock()
+
+
+def dropped_records() -> int:
+    """Records this process dropped because the audit file could not keep up, since it started."""
+    return _dropped_in_process
 
 
 class AuditLog:
@@ -39,6 +46,9 @@ class AuditLog:
         try:
             self._queue.put_nowait(record)
         except queue.Full:
+            global _dropped_in_process
+            with _dropped_lock:
+                _dropped_in_process += 1
             with self._lock:
                 self.dropped += 1
                 self._dropping += 1

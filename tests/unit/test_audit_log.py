@@ -8,7 +8,7 @@ import logging
 import os
 import time
 
-from mcp_gateway.audit_log import AuditLog
+from mcp_gateway.audit_log import AuditLog, dropped_records
 from tests.support.waiting import wait_until
 
 
@@ -26,11 +26,13 @@ def test_a_stalled_disk_drops_what_the_queue_cannot_hold_without_blocking_and_sa
     os.mkfifo(stalled)  # opening it for writing blocks until a reader comes: a disk that hangs
     audit = AuditLog(stalled, max_queued=2)
     caplog.set_level(logging.ERROR, logger="mcp_gateway.audit_log")
+    dropped_before = dropped_records()
     started = time.monotonic()
     for n in range(5):
         audit.append({"n": n})
     assert time.monotonic() - started < 1, "append() waited for the disk"
     assert audit.dropped == 3
+    assert dropped_records() - dropped_before == 3  # what the metric mcp_gateway_audit_records_dropped shows
     assert [r.getMessage() for r in caplog.records].count(
         f"the audit log {stalled} is not keeping up (2 records queued): dropping records until it does") == 1
 
