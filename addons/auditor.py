@@ -26,7 +26,7 @@ IDENTITY = "gateway.identity"
 class Auditor:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
-        self._log: AuditLog | None = None  # written off the event loop: see mcp_gateway/audit_log.py
+        self._audit_file: AuditLog | None = None  # written off the event loop: see mcp_gateway/audit_log.py
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._record(flow)
@@ -77,13 +77,15 @@ class Auditor:
         config = self.runtime.config
         if config is None:
             return
-        if self._log is None or self._log.path != config.audit_log:
-            if self._log:  # flushes the old file without holding up the event loop
-                threading.Thread(target=self._log.close, name="audit-log close", daemon=True).start()
-            self._log = AuditLog(config.audit_log)
-        self._log.append(record)
+        if self._audit_file is None or self._audit_file.path != config.audit_log:
+            if self._audit_file:  # flushes the old file without holding up the event loop
+                threading.Thread(target=self._audit_file.close, name="audit-log close", daemon=True).start()
+            self._audit_file = AuditLog(config.audit_log)
+        self._audit_file.append(record)
 
     def done(self) -> None:
-        if self._log:
-            self._log.close()
-            self._log = None
+        # At shutdown (or when a hot reload replaces this addon): write what is queued, waiting
+        # at most a few seconds for a stalled disk.
+        if self._audit_file:
+            self._audit_file.close()
+            self._audit_file = None
