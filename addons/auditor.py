@@ -6,12 +6,13 @@ addon renders it once, when the flow ends (response, error, or streamed to the e
 
 from __future__ import annotations
 
-import json
 import logging
+import threading
 import time
-from pathlib import Path
 
 from mitmproxy import http
+
+from mcp_gateway.audit_log import AuditLog
 
 from .router import ROUTE, STARTED
 from .runtime import Runtime
@@ -25,8 +26,7 @@ IDENTITY = "gateway.identity"
 class Auditor:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
-        self._file = None
-        self._path: Path | None = None
+        self._audit_file: AuditLog | None = None  # written off the event loop: see mcp_gateway/audit_log.py
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._record(flow)
@@ -77,18 +77,15 @@ class Auditor:
         config = self.runtime.config
         if config is None:
             return
-        try:
-            if self._path != config.audit_log:
-                if self._file:
-                    self._file.close()
-                config.audit_log.parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(config.audit_log, "a", encoding="utf-8", buffering=1)
-                self._path = config.audit_log
-            self._file.write(json.dumps(record) + "\n")
-        except OSError as e:
-            log.error("cannot write the audit log %s: %s", config.audit_log, e)
+        if self._audit_file is None or self._audit_file.path != config.audit_log:
+            if self._audit_file:  # flushes the old file without holding up the event loop
+                threading.Thread(target=self._audit_file.close, name="audit-log close", daemon=True).start()
+            self._audit_file = AuditLog(config.audit_log)
+        self._audit_file.append(record)
 
     def done(self) -> None:
-        if self._file:
-            self._file.close()
-            self._file = None
+        # At shutdown (or when a hot reload replaces this addon): write what is queued, waiting
+        # at most a few seconds for a stalled disk.
+        if self._audit_file:
+            self._audit_file.close()
+            self._audit_file = None

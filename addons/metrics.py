@@ -22,9 +22,10 @@ from typing import Iterator
 
 from mitmproxy import http
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
+from mcp_gateway.audit_log import dropped_records
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.identity import SESSION_COOKIE
 from mcp_gateway.routing import Route
@@ -64,6 +65,7 @@ class Metrics:
             "mcp_gateway_logins", "Logins through the login app, by provider and outcome "
             "(success, failure, throttled, error).", ["provider", "outcome"], registry=self.registry)
         self.registry.register(LiveSessions(runtime))
+        self.registry.register(AuditRecordsDropped())
         self._server = None
         self._address: tuple[str, int] | None = None
         self._running = False
@@ -221,3 +223,16 @@ class LiveSessions:
         for kind in ("browser", "access", *sorted(set(counts) - {"browser", "access"})):
             family.add_metric([kind], counts.get(kind, 0))
         yield family
+
+
+class AuditRecordsDropped:
+    """`mcp_gateway_audit_records_dropped_total`: audit records lost because the audit file's
+    disk did not keep up (see mcp_gateway/audit_log.py)."""
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily("mcp_gateway_audit_records_dropped",
+                                  "Audit records dropped because the audit file could not keep up.",
+                                  value=dropped_records())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from .accounts import LocalAccounts
 
 log = logging.getLogger(__name__)
 
+POLICY_CHECK_SECONDS = 1.0
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
@@ -32,6 +35,8 @@ class LoginContext:
     policies: PolicyRepository
     registry: Registry
     providers: dict[str, object] = field(default_factory=dict)  # name -> OAuth provider (login_app.providers)
+    _policy_checked: float = field(default=0.0, init=False, repr=False)
+    _policy_reloading: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @classmethod
     def build(cls, config: GatewayConfig) -> LoginContext:
@@ -44,11 +49,36 @@ class LoginContext:
         )
 
     def scopes_for(self, groups: tuple[str, ...], direct: tuple[str, ...] = ()) -> list[str]:
-        self.policies.poll()
+        self._reload_policy_in_background()
         policy = self.policies.current()
         granted = set(policy.scopes_for(groups, self.registry.names()).scopes)
         granted |= policy.direct_scopes(direct)
         return sorted(granted)
+
+
+    def _reload_policy_in_background(self) -> None:
+        """At most once per POLICY_CHECK_SECONDS, a thread looks at the policy files and
+        re-parses them if they changed: this runs in async endpoints, and neither the stat
+        calls nor the parsing may hold up the event loop. Until the thread is done, requests
+        get the policy in force before the edit — the same answer as had the edit come a
+        moment later."""
+        now = time.monotonic()
+        if now - self._policy_checked < POLICY_CHECK_SECONDS or not self._policy_reloading.acquire(blocking=False):
+            return
+        self._policy_checked = now
+
+        def reload() -> None:
+            try:
+                self.policies.reload_if_changed()
+            except Exception:  # noqa: BLE001 — a thread's exception would vanish; keep the last good policy
+                log.exception("policy: reload failed, the last good policy stays in force")
+            finally:
+                self._policy_reloading.release()
+
+        try:
+            threading.Thread(target=reload, name="policy-reload", daemon=True).start()
+        except RuntimeError:  # the interpreter is shutting down
+            self._policy_reloading.release()
 
 
 def context(request: Request) -> LoginContext:

@@ -1,4 +1,4 @@
-"""The session cookie `mcp_gateway_session`, exactly as DESIGN §5 fixes it."""
+"""The session cookie `mcp_gateway_session`, as docs/architecture.md, "Identity", describes it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Authorization decisions: what each request needs (DESIGN §6) and the one value that
+"""Authorization decisions: what each request needs (docs/policies.md) and the one value that
 records the outcome. The adapters render a Decision; they never recompute it.
 
 Method classes on server s:

@@ -1,5 +1,5 @@
 """Bearer JWTs issued by the configured identity provider (agents: e.g. Cognito client-credentials
-tokens), validated as DESIGN §5 says and turned into an Identity.
+tokens), validated as docs/architecture.md ("Identity") says and turned into an Identity.
 
 The issuer, JWKS and default audience come from the provider's endpoints; the accepted
 audiences can be set per provider (`bearer_audiences`, MCP_AUTH_BEARER_AUDIENCES). Cognito

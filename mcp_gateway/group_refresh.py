@@ -1,4 +1,4 @@
-"""Re-reading a session's groups from the IdP every `refresh_interval` (DESIGN §5).
+"""Re-reading a session's groups from the IdP every `refresh_interval` (docs/architecture.md, "Identity").
 
     session = await refresh_if_due(store, session, provider, config.session.refresh_interval)
     if session is None: ...   # the IdP refused the refresh token: the session has ended

@@ -1,4 +1,4 @@
-"""Scope strings (DESIGN §6): building, parsing and validating them.
+"""Scope strings (docs/policies.md, "Scopes"): building, parsing and validating them.
 
     mcp:registry:admin
     mcp:registry:read

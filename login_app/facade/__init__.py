@@ -1,4 +1,4 @@
-"""The authorization-server facade for MCP clients (DESIGN §9): metadata (RFC 8414), dynamic
+"""The authorization-server facade for MCP clients (docs/mcp-clients.md): metadata (RFC 8414), dynamic
 client registration (RFC 7591), authorization with per-client consent, the token endpoint
 (authorization code + PKCE, refresh with rotation) and revocation (RFC 7009).
 

@@ -1,39 +1,51 @@
-"""Starts what one benchmark run measures, on loopback ports picked at run time:
+"""What one benchmark run measures, started on loopback ports picked at run time:
 
-- two upstreams: the light one (JSON answers for the throughput phase, idle SSE streams for the
-  memory phase) and the demo MCP server with the stamped countdown (event delays, first events);
-- nginx in front of both (the floor), when installed;
+- two upstreams (servers.py): the light one (JSON answers for the throughput phase, idle SSE
+  streams for the memory phase) and the demo MCP server with the stamped countdown (event
+  delays, first events);
+- nginx in front of both (the floor), when installed: keep-alive HTTP/1.1 to the upstreams,
+  response buffering off (SSE passes event by event), an access log like any production nginx;
 - the gateway three ways — stock `mitmdump -s addons/gateway.py`, and the production launcher
-  (`python -m addons.launcher run`) with 1 and with 2 workers — each with auth on, its own state
-  folder and session store, and a logged-in local account whose groups grant per-server scopes
-  (so every call goes through the policy's scope resolution and the JSON-RPC inspection);
+  with 1 and with 2 workers — each with auth on, its own state folder and session store, and a
+  logged-in local account whose groups grant per-server scopes (so every call goes through the
+  policy's scope resolution and the JSON-RPC inspection);
 - optionally mitmproxy's floor: the launcher's lean master without the gateway's addons.
 
-Every process is stopped when the context exits.
+Every process is stopped when the context exits. `describe_machine()` says what the figures
+were measured on: they mean little without it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import platform
 import secrets
+import shutil
+import subprocess
 import sys
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
+from importlib.metadata import version
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from mcp_gateway.passwords import hash_password
-from tests.e2e.conftest import wait_for_login_app
 from tests.support.gateway import Gateway, mitmdump_args, server_entry, write_config
 from tests.support.launcher import launcher_args, wait_for_log
-from tests.support.login import cookie_header, login_local
+from tests.support.login import cookie_header, login_local, wait_for_login_app
 from tests.support.processes import Process, free_port, wait_for_port
 
-from .nginx import nginx_binary, start_nginx
-from .plan import Plan
+if TYPE_CHECKING:
+    from .run import Plan
+
+
+# -- the processes ---------------------------------------------------------------------------------
 
 log = logging.getLogger(__name__)
 
+SERVERS = "scripts.benchlib.servers"  # the programs started besides the gateways
 LIGHT_SERVER = "light"      # the light upstream: throughput and idle streams
 STAMPED_SERVER = "stamped"  # the SDK server with the stamped countdown: event delays
 BENCH_USER = "bench"
@@ -56,7 +68,7 @@ class Target:
     headers: dict[str, str] = field(default_factory=dict)
     proxy_pid: int | None = None
     idle_memory: bool = False   # measured in the idle-streams phase
-    profiled: bool = False      # runs under scripts.benchlib.profiled_launcher: SIGUSR1/SIGUSR2 switch it
+    profiled: bool = False      # runs under `servers profiled-launcher`: SIGUSR1/SIGUSR2 switch it
 
 
 @dataclass
@@ -83,7 +95,7 @@ def _gateway_process(work: Path, name: str, workers: int | None, light: int, sta
     args = mitmdump_args(config) if workers is None else launcher_args(config, workers)
     if profile is not None:
         assert workers is not None, "only the launcher is profiled"
-        args = [sys.executable, "-m", "scripts.benchlib.profiled_launcher", str(profile), *args[3:]]
+        args = [sys.executable, "-m", SERVERS, "profiled-launcher", str(profile), *args[3:]]
     env = {"HOME": str(directory), "SECRET_KEY": secrets.token_urlsafe(48)}
     return Gateway(port, config, directory / "state", Process(args, directory / "gateway.log", env=env))
 
@@ -91,7 +103,7 @@ def _gateway_process(work: Path, name: str, workers: int | None, light: int, sta
 def _lean_mitmproxy(work: Path, routes: dict[int, int]) -> Process:
     modes = [arg for listen, upstream in routes.items()
              for arg in ("--mode", f"reverse:http://127.0.0.1:{upstream}@127.0.0.1:{listen}")]
-    return Process([sys.executable, "-m", "scripts.benchlib.lean_mitmproxy", "--confdir", str(work / "lean-confdir"),
+    return Process([sys.executable, "-m", SERVERS, "lean-mitmproxy", "--confdir", str(work / "lean-confdir"),
                     *modes], work / "lean-mitmproxy.log")
 
 
@@ -123,8 +135,8 @@ def running_stack(work: Path, plan: Plan, *, profile: Path | None = None) -> Ite
             return process
 
         # Upstreams first, so they are stopped last.
-        light_upstream = start(_upstream(work, LIGHT_SERVER, light, "scripts.benchlib.light_upstream"), light)
-        start(_upstream(work, STAMPED_SERVER, stamped, "scripts.benchlib.stamped_server", "--name", STAMPED_SERVER),
+        light_upstream = start(_upstream(work, LIGHT_SERVER, light, SERVERS, "light-upstream"), light)
+        start(_upstream(work, STAMPED_SERVER, stamped, SERVERS, "stamped-server", "--name", STAMPED_SERVER),
               stamped)
         proxied: list[tuple[str, Process, int, int]] = []
         binary = nginx_binary()
@@ -160,3 +172,120 @@ def running_stack(work: Path, plan: Plan, *, profile: Path | None = None) -> Ite
                                      profiled=profile is not None and name == PROFILED)
                     for name, gateway in gateways.items()]
         yield Stack(targets, light_upstream.proc.pid, skipped)
+
+
+# -- nginx as the floor, run in the foreground with a config generated into the run's folder -------
+
+MAX_CONNECTIONS = 16384
+TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
+                                          if Path(p).exists()), None)
+
+
+def _server(listen_port: int, upstream_name: str, upstream_port: int) -> str:
+    # proxy_set_header at this level replaces every inherited one: both belong here.
+    return f"""
+    server {{
+        listen 127.0.0.1:{listen_port};
+        location / {{
+            proxy_pass http://{upstream_name};
+            proxy_set_header Host 127.0.0.1:{upstream_port};
+            proxy_set_header Connection "";
+        }}
+    }}"""
+
+
+def nginx_config(directory: Path, routes: dict[int, int]) -> str:
+    """`routes`: listening port -> upstream port, each its own server block."""
+    temp = "\n".join(f"    {name}_temp_path {directory / name};" for name in TEMP_PATHS)
+    upstreams = "".join(f"""
+    upstream up{upstream} {{
+        server 127.0.0.1:{upstream};
+        keepalive 128;
+        keepalive_requests 1000000;
+    }}""" for upstream in sorted(set(routes.values())))
+    servers = "".join(_server(listen, f"up{upstream}", upstream) for listen, upstream in routes.items())
+    return f"""daemon off;
+worker_processes auto;
+worker_rlimit_nofile {MAX_CONNECTIONS * 2};
+pid {directory / 'nginx.pid'};
+error_log {directory / 'error.log'} warn;
+events {{
+    worker_connections {MAX_CONNECTIONS};
+}}
+http {{
+    access_log {directory / 'access.log'};
+{temp}
+    keepalive_requests 1000000;
+    proxy_http_version 1.1;
+    proxy_buffering off;
+    proxy_read_timeout 600s;
+{upstreams}
+{servers}
+}}
+"""
+
+
+def start_nginx(binary: str, work: Path, routes: dict[int, int]) -> Process:
+    directory = work / "nginx"
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "nginx.conf"
+    config.write_text(nginx_config(directory, routes))
+    # -e: the error log before the config is read (the compiled-in one may not be writable).
+    return Process([binary, "-p", str(directory), "-c", str(config), "-e", str(directory / "error.log")],
+                   directory / "nginx.out")
+
+
+# -- what the figures were measured on -------------------------------------------------------------
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _commit(repo: Path) -> str:
+    """The commit measured, "+changes" when the working tree differs from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                                 capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+changes" if changed else "")
+
+
+def _nginx_version() -> str:
+    binary = nginx_binary()
+    if binary is None:
+        return "not installed"
+    try:
+        # `nginx -v` prints "nginx version: nginx/1.22.1" on stderr.
+        printed = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10).stderr
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return printed.strip().rpartition("/")[2] or "unknown"
+
+
+def describe_machine() -> dict[str, object]:
+    return {
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": _cpu_model(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "mitmproxy": version("mitmproxy"),
+        "mcp": version("mcp"),
+        "httpx": version("httpx"),
+        "nginx": _nginx_version(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "gateway_commit": _commit(Path(__file__).resolve().parents[2]),
+    }

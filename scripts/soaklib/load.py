@@ -12,7 +12,7 @@ from typing import Awaitable, Callable
 
 import httpx
 
-from scripts.benchlib.jsonrpc import initialize, open_streamable_session, tool_call
+from scripts.benchlib.client import initialize, open_streamable_session, tool_call
 
 from .stack import JSON_SERVER, SSE_SERVER, Stack
 

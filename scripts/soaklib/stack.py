@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from tests.e2e.conftest import wait_for_login_app
 from tests.support.gateway import run_gateway, server_entry
-from tests.support.login import cookie_header, login_local
+from tests.support.login import cookie_header, login_local, wait_for_login_app
 from tests.support.upstreams import mcp_upstream
 
 JSON_SERVER = "currenttime-json"

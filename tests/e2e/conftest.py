@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.gateway import run_gateway, server_entry
+from tests.support.login import wait_for_login_app  # noqa: F401  (imported from here by many tests)
 from tests.support.processes import free_port
 from tests.support.recorder import recording_upstream
 from tests.support.upstreams import mcp_upstream
@@ -103,18 +104,3 @@ def test_policy_dir(tmp) -> "Path":
 
 
 test_policy_dir.__test__ = False  # a helper, not a test
-
-
-def wait_for_login_app(gw, timeout: float = 30) -> None:
-    import time
-
-    import httpx
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{gw.url}/oauth/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"the login app did not come up:\n{gw.log[-3000:]}")

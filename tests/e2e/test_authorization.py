@@ -1,4 +1,4 @@
-"""Scope enforcement end to end, row by row of DESIGN §6's table, with the `mcp` SDK's
+"""Scope enforcement end to end, row by row of docs/policies.md's table, with the `mcp` SDK's
 clients against the real gateway (policies/default.toml + one explicit mapping)."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from mcp.shared.exceptions import MCPError
 from tests.e2e.conftest import ACCOUNTS, ADMIN_PASSWORD
 from tests.support.login import cookie_header, login_local
 from tests.support.mcp_clients import ACCEPT, sse_session, streamable_session
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -184,13 +185,8 @@ def test_decisions_are_audited_without_secrets(auth_gateway):
     token = login_local(auth_gateway.url, "tina", ACCOUNTS["tina"][0])
     httpx.get(auth_gateway.sse_url("recorder"), headers=cookie_header(token), timeout=10)
     audit = auth_gateway.state_dir / "audit.jsonl"
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        records = [json.loads(line) for line in audit.read_text().splitlines()]
-        refused = [r for r in records if r["user"] == "tina" and r["server"] == "recorder"]
-        if refused:
-            break
-        time.sleep(0.2)
+    refused = wait_until(lambda: [r for r in map(json.loads, audit.read_text().splitlines())
+                                  if r["user"] == "tina" and r["server"] == "recorder"], 5, "tina's request is audited")
     assert refused[-1]["decision"] == "refused" and refused[-1]["status"] == 403
     assert refused[-1]["scope"] == "mcp:server:recorder:read"
     assert token not in audit.read_text() and token not in auth_gateway.log

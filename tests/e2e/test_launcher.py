@@ -25,12 +25,12 @@ from tests.support.launcher import (
     launcher_args,
     run_launcher,
     wait_for_log,
-    wait_until,
     worker_pids,
 )
 from tests.support.login import cookie_header, login_local
 from tests.support.mcp_clients import ACCEPT, INIT, streamable_session
 from tests.support.processes import REPO, free_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -80,7 +80,7 @@ async def test_one_process_serves_the_gateway_on_its_port_directly(tmp_path, ups
         (login_app,) = login_apps(launcher.pid)  # supervised by the gateway itself
         os.kill(launcher.pid, signal.SIGINT)
         assert launcher.wait(20) == 0
-        wait_until(lambda: not is_running(login_app), timeout=5, what="login app stopped")
+        wait_until(lambda: not is_running(login_app), timeout=5, message="login app stopped")
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_a_dead_worker_is_restarted(two_workers):
     gw = two_workers
     old = worker_pids(gw)[1]
     os.kill(old, signal.SIGKILL)
-    wait_until(lambda: worker_pids(gw)[1] != old, what="worker 1 restarted")
+    wait_until(lambda: worker_pids(gw)[1] != old, message="worker 1 restarted")
     wait_for_log(gw, "MCP Gateway listening on", count=3)
     assert f"worker 1 (pid {old}) exited with code -9; restarting" in gw.log
     new = worker_pids(gw)[1]
@@ -137,7 +137,7 @@ def test_sigterm_to_the_launcher_stops_every_process(tmp_path, upstream_sse_answ
         assert len(descendants) == 3  # two workers, one login app
         os.kill(launcher.pid, signal.SIGTERM)
         assert launcher.wait(20) == 0
-        wait_until(lambda: not any(is_running(pid) for pid in descendants), timeout=5, what="all stopped")
+        wait_until(lambda: not any(is_running(pid) for pid in descendants), timeout=5, message="all stopped")
         assert "stopping 2 workers" in gw.log
 
 
@@ -146,7 +146,7 @@ def test_workers_stop_when_the_launcher_is_killed(tmp_path, upstream_sse_answers
     with run_launcher(tmp_path, servers, workers=2, env={"MCP_AUTH_ENABLED": "false"}) as gw:
         workers = list(worker_pids(gw).values())
         os.kill(gw.process.proc.pid, signal.SIGKILL)
-        wait_until(lambda: not any(is_running(pid) for pid in workers), timeout=10, what="orphaned workers gone")
+        wait_until(lambda: not any(is_running(pid) for pid in workers), timeout=10, message="orphaned workers gone")
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", gw.port)) != 0
 

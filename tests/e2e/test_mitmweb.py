@@ -3,13 +3,13 @@ flow carries the gateway's decision as a comment and refusals are marked."""
 
 from __future__ import annotations
 
-import time
 
 import httpx
 import pytest
 
 from tests.support.gateway import mitmdump_args, server_entry, write_config
 from tests.support.processes import free_port, running, wait_for_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -26,12 +26,9 @@ def test_mitmweb_shows_the_decision_on_every_flow(tmp_path, upstream_sse_answers
         wait_for_port(web_port)
         assert httpx.get(f"http://127.0.0.1:{port}/api/execute/nope/sse", timeout=10).status_code == 404
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
-        deadline = time.monotonic() + 10
-        while True:
-            flows = httpx.get(f"http://127.0.0.1:{web_port}/flows", params={"token": WEB_PASSWORD}, timeout=10).json()
-            if len(flows) >= 2 or time.monotonic() > deadline:
-                break
-            time.sleep(0.3)
+        flows = wait_until(lambda: (listed := httpx.get(f"http://127.0.0.1:{web_port}/flows",
+                                                        params={"token": WEB_PASSWORD}, timeout=10).json())
+                           and len(listed) >= 2 and listed, 10, "mitmweb lists both flows")
     by_path = {flow["request"]["path"]: flow for flow in flows}
     refused = by_path["/api/execute/nope/sse"]
     assert refused["comment"].startswith("refused") and "404" in refused["comment"]

@@ -8,7 +8,6 @@ either worker, so every check below also holds between B's workers."""
 from __future__ import annotations
 
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
@@ -27,7 +26,8 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.test_launcher import ACCEPT, ADMIN_ENV, INIT, LOCAL_AUTH
 from tests.support.gateway import run_gateway, server_entry
-from tests.support.launcher import run_launcher, wait_until
+from tests.support.launcher import run_launcher
+from tests.support.waiting import wait_until
 from tests.support.login import cookie_header, login_local
 from tests.support.mcp_clients import streamable_session
 from tests.support.redis_server import RedisServer
@@ -110,13 +110,14 @@ def test_a_registry_change_on_one_instance_applies_on_the_other(pair):
     toggle = f"{a.url}/api/servers/currenttime/toggle"
     assert httpx.post(toggle, json={"enabled": False}, headers=admin, timeout=10).status_code == 200
     try:
-        wait_until(lambda: _post(b, admin).status_code == 503, timeout=10, what="disabled on B")
+        wait_until(lambda: _post(b, admin).status_code == 503, timeout=10, message="disabled on B")
     finally:
         assert httpx.post(toggle, json={"enabled": True}, headers=admin, timeout=10).status_code == 200
-    wait_until(lambda: _post(b, admin).status_code == 200, timeout=10, what="enabled again on B")
-    # B's workers each re-read the registry state file within 1 s; let every one catch up
+    # B's workers each re-read the registry state file within 1 s, and the kernel spreads new
+    # connections over them: a run of answers on fresh connections means every one caught up
     # before the next test relies on the server being enabled everywhere.
-    time.sleep(1.5)
+    wait_until(lambda: all(_post(b, admin).status_code == 200 for _ in range(8)), timeout=10,
+               message="enabled again on every worker of B")
 
 
 def test_sse_answers_are_narrowed_when_the_posts_reach_another_instance(pair):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -83,16 +82,6 @@ def local_gateway(tmp: Path, servers: list[dict], **options) -> Iterator[Gateway
 
 def login_app_pids(gw: Gateway) -> list[int]:
     return [int(pid) for pid in re.findall(r"login app started \(pid (\d+)\)", gw.log)]
-
-
-def wait_until(check, timeout: float, interval: float = 0.2):
-    """The first truthy result of `check()` within `timeout` seconds, else the last result."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(interval)
 
 
 def status_of(method: str, url: str, **kwargs) -> int:

@@ -11,9 +11,10 @@ import time
 import httpx
 import pytest
 
-from tests.faults.conftest import ACCEPT, ADMIN_PASSWORD, INIT, local_gateway, login_app_pids, status_of, wait_until
+from tests.faults.conftest import ACCEPT, ADMIN_PASSWORD, INIT, local_gateway, login_app_pids, status_of
 from tests.support.gateway import server_entry
 from tests.support.login import cookie_header, login_local
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -34,7 +35,7 @@ def test_a_crashed_login_app_is_restarted_and_fails_clearly_meanwhile(tmp_path, 
         mcp = httpx.post(gw.streamable_url("currenttime"), json=INIT, headers={**headers, **ACCEPT}, timeout=10)
         assert mcp.status_code == 200
 
-        assert wait_until(lambda: status_of("GET", f"{gw.url}/oauth/healthz") == 200, 30), gw.log[-2000:]
+        wait_until(lambda: status_of("GET", f"{gw.url}/oauth/healthz") == 200, 30, "the login app is back")
         pids = login_app_pids(gw)
         assert len(pids) == 2 and pids[1] != first
         assert "login app exited with code -9; restarting" in gw.log

@@ -19,6 +19,7 @@ from tests.faults.conftest import ACCEPT, ADMIN_PASSWORD, INIT, local_gateway, s
 from tests.support.gateway import server_entry
 from tests.support.login import cookie_header, login_local
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -75,16 +76,16 @@ def _restart_on_same_port(server: RedisServer) -> subprocess.Popen:
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", str(server.directory)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server.process = process  # stopped by the server's own stop()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            if subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, timeout=2).stdout.strip() \
-                    == b"PONG":
-                return process
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-        time.sleep(0.1)
-    raise TimeoutError("redis-server did not come back")
+    wait_until(lambda: _pong(port), 10, "redis-server is back")
+    return process
+
+
+def _pong(port: int) -> bool:
+    try:
+        return subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, timeout=2).stdout.strip() \
+            == b"PONG"
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def test_an_unavailable_redis_store_fails_closed_and_recovers(tmp_path, upstream_sse_answers):

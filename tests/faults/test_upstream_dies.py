@@ -8,8 +8,9 @@ import threading
 import httpx
 import pytest
 
-from tests.faults.conftest import ACCEPT, INIT, wait_until
+from tests.faults.conftest import ACCEPT, INIT
 from tests.support.mcp_clients import sse_session, streamable_session
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -46,7 +47,7 @@ def test_an_upstream_dying_mid_stream_ends_its_streams_and_spares_the_others(ope
             streams = {name: ([], threading.Event()) for name in ("sse", "call", "bystander")}
             for name, response in (("sse", sse), ("call", call), ("bystander", bystander)):
                 threading.Thread(target=_read_until_end, args=(response, *streams[name]), daemon=True).start()
-            assert wait_until(lambda: any("notifications/progress" in line for line in streams["call"][0]), 10)
+            wait_until(lambda: any("notifications/progress" in line for line in streams["call"][0]), 10, "progress")
 
             dying.kill()
             for name in ("sse", "call"):

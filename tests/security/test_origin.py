@@ -1,5 +1,5 @@
 """`Origin` on /api/*: a browser page of another origin (a cross-site page, a DNS-rebinding
-attack) is refused before anything else happens (DESIGN §7, as the MCP specification requires);
+attack) is refused before anything else happens (as the MCP specification requires);
 requests without Origin (MCP clients, scripts) and from the gateway's own origin go on."""
 
 from __future__ import annotations

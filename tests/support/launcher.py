@@ -6,7 +6,7 @@ import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from .gateway import TEST_SECRET_KEY, Gateway, write_config
 from .processes import VENV_BIN, free_port, running
@@ -35,14 +35,6 @@ def run_launcher(tmp: Path, servers: Sequence[dict[str, Any]], *, workers: int =
         gw = Gateway(port, config, directory / "state", proc)
         wait_for_log(gw, "MCP Gateway listening on", count=workers)
         yield gw
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 15, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not so within {timeout}s")
-        time.sleep(0.1)
 
 
 def wait_for_log(gw: Gateway, text: str, count: int = 1, timeout: float = 30) -> str:

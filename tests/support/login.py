@@ -6,6 +6,8 @@ import httpx
 
 from mcp_gateway.identity import SESSION_COOKIE
 
+from .waiting import wait_until
+
 
 def login_local(base_url: str, username: str, password: str, next_path: str = "/oauth/me") -> str:
     response = httpx.post(f"{base_url}/oauth/login/local",
@@ -15,6 +17,20 @@ def login_local(base_url: str, username: str, password: str, next_path: str = "/
     token = response.cookies.get(SESSION_COOKIE)
     assert token, "no session cookie set"
     return token
+
+
+def wait_for_login_app(gw, timeout: float = 30) -> None:
+    """Until the login app answers its health check through the gateway."""
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{gw.url}/oauth/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(healthy, timeout, "the login app comes up")
+    except AssertionError as e:
+        raise TimeoutError(f"{e}:\n{gw.log[-3000:]}") from None
 
 
 def cookie_header(token: str) -> dict[str, str]:

@@ -104,6 +104,7 @@ def test_auditor_comments_and_marks_refusals_in_mitmweb(runtime):
         allowed.response = tutils.tresp()
         auditor.response(allowed)
         assert allowed.comment.startswith("allowed") and not allowed.marked
+        auditor.done()  # the file is written by a thread: done() flushes it
     records = [json.loads(line) for line in runtime.config.audit_log.read_text().splitlines()]
     assert [r["decision"] for r in records] == ["refused", "allowed"]
 

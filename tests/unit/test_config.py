@@ -92,7 +92,7 @@ def test_not_toml_names_the_file(tmp_path):
 
 @pytest.mark.parametrize("store,expected", [
     ("", "{state}/sessions.db"),
-    ("sqlite:///var/sessions.db", "{base}/var/sessions.db"),       # DESIGN §4's example: the config's folder
+    ("sqlite:///var/sessions.db", "{base}/var/sessions.db"),       # the documented example: the config's folder
     ("sqlite:////srv/gw/sessions.db", "/srv/gw/sessions.db"),
 ])
 def test_sqlite_session_store_paths(tmp_path, store, expected):

@@ -1,4 +1,4 @@
-"""The cookies the login app sets carry exactly the attributes DESIGN §5 fixes."""
+"""The cookies the login app sets carry exactly the attributes docs/architecture.md ("Identity") gives."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 
 import httpx
@@ -12,6 +13,7 @@ from mitmproxy.test import taddons
 
 from addons.metrics import WORKER_INDEX, Metrics, metrics_address
 from addons.router import ROUTE, SEEN, STARTED
+from mcp_gateway.audit_log import AuditLog
 from mcp_gateway.routing import route
 from tests.support.processes import free_port
 from tests.unit.test_addons import flow_for, runtime  # noqa: F401  (runtime is a fixture)
@@ -105,3 +107,19 @@ def test_each_worker_of_the_launcher_gets_its_own_metrics_port(runtime, monkeypa
     monkeypatch.setenv(WORKER_INDEX, "3")
     assert metrics_address(config) == ("127.0.0.1", 9466)
     assert metrics_address(dataclasses.replace(config, metrics_port=0)) is None
+
+
+def test_dropped_audit_records_are_a_counter(runtime, tmp_path):
+    metrics = Metrics(runtime)
+    stalled = tmp_path / "audit.fifo"
+    os.mkfifo(stalled)  # a writer blocked in open(): nothing leaves the queue
+    before = metrics.registry.get_sample_value("mcp_gateway_audit_records_dropped_total")
+    audit = AuditLog(stalled, max_queued=1)
+    for n in range(3):
+        audit.append({"n": n})
+    assert metrics.registry.get_sample_value("mcp_gateway_audit_records_dropped_total") - before == 2
+    reader = os.open(stalled, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        audit.close()
+    finally:
+        os.close(reader)

@@ -217,7 +217,7 @@ async def test_generic_without_an_issuer_says_so(tmp_path: Path) -> None:
         provider_config(tmp_path, generic_env(MCP_AUTH_ISSUER=""))
 
 
-# -- every variable of DESIGN §4 that configures a provider --------------------------------------------
+# -- every variable of docs/configuration.md that configures a provider --------------------------------------------
 
 ENV_CASES: dict[str, tuple[dict[str, str], Callable[[Provider, Any, dict[str, str]], bool]]] = {
     "MCP_AUTH_PROVIDER_TYPE=cognito": (cognito_env(MCP_AUTH_COGNITO_DOMAIN="https://login.example.com"),

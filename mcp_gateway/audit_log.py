@@ -1,0 +1,110 @@
+"""The JSON-lines audit file, written by a thread of its own so a slow disk never stalls a request.
+
+`append()` only puts the record on a bounded queue; a writer thread drains it to the file.
+When the queue is full — the disk has been slower than the traffic for a while — the record
+is dropped and counted, never waited for: a gateway that blocks its event loop on the audit
+file stops answering every client, which is worse than a gap in the file. Each run of drops
+is logged once when it starts and once, with its count, when writing resumes.
+
+`close()` flushes what is queued (bounded by a timeout, in case the disk never comes back),
+so a clean stop loses no record. See docs/architecture.md, "State and who owns it".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from pathlib import Path
+from typing import Any, TextIO
+
+log = logging.getLogger(__name__)
+
+QUEUE_RECORDS = 10_000  # about 5 MB of records: minutes of traffic at the rates in docs/benchmarks.md
+_STOP = object()
+_dropped_in_process = 0  # every AuditLog of this process, for the metric
+_dropped_lock = threading.Lock()
+
+
+def dropped_records() -> int:
+    """Records this process dropped because the audit file could not keep up, since it started."""
+    return _dropped_in_process
+
+
+class AuditLog:
+    def __init__(self, path: Path, max_queued: int = QUEUE_RECORDS):
+        self.path = path
+        self.dropped = 0  # records lost because the queue was full, since start
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queued)
+        self._dropping = 0  # drops in the current run, reported when writing resumes
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._write_all, name=f"audit-log {path.name}", daemon=True)
+        self._thread.start()
+
+    def append(self, record: dict[str, Any]) -> None:
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            global _dropped_in_process
+            with _dropped_lock:
+                _dropped_in_process += 1
+            with self._lock:
+                self.dropped += 1
+                self._dropping += 1
+                first = self._dropping == 1
+            if first:
+                log.error("the audit log %s is not keeping up (%d records queued): dropping records until it does",
+                          self.path, self._queue.maxsize)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued, then stop the writer; give up after `timeout` seconds."""
+        try:
+            self._queue.put(_STOP, timeout=timeout)
+        except queue.Full:
+            pass
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("the audit log %s did not take the last %d records within %.0f s at shutdown: they are lost",
+                      self.path, self._queue.qsize(), timeout)
+
+    def _write_all(self) -> None:
+        file = self._open()
+        while True:
+            record = self._queue.get()
+            if record is _STOP:
+                break
+            try:
+                file = file or self._open()
+                if file:
+                    file.write(json.dumps(record) + "\n")
+                    if self._queue.empty():  # caught up: report the end of a run of drops
+                        self._report_resumed()
+            except OSError as e:
+                log.error("cannot write the audit log %s: %s", self.path, e)
+                file = self._close(file)
+        self._close(file)
+
+    def _open(self) -> TextIO | None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Line-buffered: one write() per record, so the workers of a launcher appending to
+            # the same file never interleave halves of lines.
+            return open(self.path, "a", encoding="utf-8", buffering=1)
+        except OSError as e:
+            log.error("cannot open the audit log %s: %s", self.path, e)
+            return None
+
+    def _close(self, file: TextIO | None) -> None:
+        if file:
+            try:
+                file.close()
+            except OSError as e:
+                log.error("cannot close the audit log %s: %s", self.path, e)
+        return None
+
+    def _report_resumed(self) -> None:
+        with self._lock:
+            dropped, self._dropping = self._dropping, 0
+        if dropped:
+            log.error("the audit log %s is keeping up again: %d records were dropped", self.path, dropped)
