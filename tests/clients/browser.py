@@ -6,8 +6,8 @@ gateway's login page and answers the consent page as a person would — Allow wh
 otherwise Deny — then delivers the redirect to the client's own redirect URI (a loopback listener
 of the client), exactly where a real browser would land.
 
-Environment: BROWSER_USER, BROWSER_PASSWORD, and BROWSER_LOG: a file that gets one JSON line per
-invocation (what the test counts as "browser opened").
+Environment: BROWSER_USER, BROWSER_PASSWORD, and BROWSER_LOG: a file that gets a JSON line when it
+is opened (what the tests count) and one with the outcome when it is done.
 """
 
 from __future__ import annotations
@@ -39,17 +39,32 @@ async def walk(authorize_url: str, username: str, password: str) -> tuple[str, h
             return "deny", landed
 
 
+async def deliver(landed: httpx.URL, attempts: int = 100) -> int:
+    """Request the redirect URI; the client's listener may still be starting (bounded retries)."""
+    async with httpx.AsyncClient(timeout=TIMEOUT) as browser:
+        for _ in range(attempts - 1):
+            try:
+                return (await browser.get(landed)).status_code
+            except httpx.ConnectError:
+                await asyncio.sleep(0.1)
+        return (await browser.get(landed)).status_code
+
+
+def append(line: str) -> None:
+    with open(os.environ["BROWSER_LOG"], "a", encoding="utf-8") as log:
+        log.write(line + "\n")
+
+
 async def main(authorize_url: str) -> int:
     record: dict[str, object] = {"authorize_url": authorize_url}
+    append(json.dumps({"opened": authorize_url}))
     try:
         decision, landed = await walk(authorize_url, os.environ["BROWSER_USER"], os.environ["BROWSER_PASSWORD"])
         record.update(decision=decision, error=landed.params.get("error"), has_code="code" in landed.params)
-        async with httpx.AsyncClient(timeout=TIMEOUT) as deliver:
-            record["delivered"] = (await deliver.get(landed)).status_code
+        record["delivered"] = await deliver(landed)
     except (HeadlessLoginError, httpx.HTTPError, KeyError) as problem:
         record["failure"] = f"{type(problem).__name__}: {problem}"[:1000]
-    with open(os.environ["BROWSER_LOG"], "a", encoding="utf-8") as log:
-        log.write(json.dumps(record) + "\n")
+    append(json.dumps(record))
     return 0 if "failure" not in record else 1
 
 

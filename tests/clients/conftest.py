@@ -14,6 +14,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,11 +57,30 @@ class Browser:
     program: Path
     log: Path
 
+    def opens(self, expected: int = 1, timeout: float = 20) -> list[dict]:
+        """Every opening so far, once `expected` of them have finished (bounded wait: it runs detached)."""
+        deadline = time.monotonic() + timeout
+        while len(seen := self._finished()) < expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return seen
+
     @property
-    def opens(self) -> list[dict]:
+    def openings(self) -> int:
+        return sum(1 for line in self._lines() if "opened" in line)
+
+    def _finished(self) -> list[dict]:
+        return [line for line in self._lines() if "opened" not in line]
+
+    def _lines(self) -> list[dict]:
         if not self.log.exists():
             return []
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+
+    def outcomes(self, expected: int = 1) -> list[tuple]:
+        """(decision, error, code received) of each finished opening; asserts nobody opened it more often."""
+        finished = self.opens(expected)
+        assert self.openings == len(finished), finished
+        return [(o.get("decision"), o.get("error"), o.get("has_code"), o.get("failure")) for o in finished]
 
 
 @pytest.fixture
@@ -67,10 +88,12 @@ def browser_for(tmp_path):
     def make(username: str) -> Browser:
         log = tmp_path / f"browser-{username}.jsonl"
         program = tmp_path / f"browser-{username}"
+        # Detached, as a browser is: clients such as fastmcp wait for the opener to exit before
+        # they start listening for the redirect.
         program.write_text("#!/bin/sh\n"
                            f"export PYTHONPATH='{REPO}' BROWSER_USER='{username}' "
                            f"BROWSER_PASSWORD='{password(username)}' BROWSER_LOG='{log}'\n"
-                           f"exec '{VENV_BIN / 'python'}' -m tests.clients.browser \"$1\"\n")
+                           f"'{VENV_BIN / 'python'}' -m tests.clients.browser \"$1\" </dev/null >>'{log}.out' 2>&1 &\n")
         program.chmod(0o755)
         return Browser(program, log)
     return make
@@ -82,11 +105,14 @@ def node_env() -> dict[str, str]:
     return env
 
 
-def run_driver(script: str, options: dict, *, node: str | None = None) -> dict:
-    """Run a driver (tests/clients/*.mjs) with its options; its one JSON line of results."""
-    node = node or shutil.which("node")
-    done = subprocess.run([node, str(CLIENTS / script), json.dumps(options)], capture_output=True, text=True,
-                          timeout=CLIENT_TIMEOUT, env=node_env(), cwd=CLIENTS)
+def run_driver(script: str, options: dict) -> dict:
+    """Run a driver (tests/clients/*.mjs with node, *.py with Python) with its options; its JSON report."""
+    if script.endswith(".py"):
+        command = [sys.executable, "-m", f"tests.clients.{script.removesuffix('.py')}"]
+    else:
+        command = [shutil.which("node"), str(CLIENTS / script)]
+    done = subprocess.run([*command, json.dumps(options)], capture_output=True, text=True,
+                          timeout=CLIENT_TIMEOUT, env=node_env(), cwd=REPO)
     lines = done.stdout.strip().splitlines()
     assert done.returncode == 0 and lines, f"{script} failed ({done.returncode}):\n{done.stdout}\n{done.stderr[-3000:]}"
     return json.loads(lines[-1])

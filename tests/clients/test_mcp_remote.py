@@ -76,7 +76,7 @@ async def test_with_oauth_a_refused_call_is_an_error_naming_the_scope_without_re
     assert tools == ["current_time_by_timezone"]
     assert allowed.endswith("+00:00")
     assert names_refused_scope(refused), refused  # not "mcp-remote: Unauthorized" after a second consent
-    assert [(o.get("decision"), o.get("has_code")) for o in browser.opens] == [("allow", True)], browser.opens
+    assert browser.outcomes() == [("allow", None, True, None)]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -88,7 +88,7 @@ async def test_with_oauth_a_person_without_access_gets_access_denied_once(auth_g
             async with mcp_remote(auth_gateway, transport, tmp_path, browser=browser) as client:
                 await client.list_tools()
 
-    assert [(o.get("decision"), o.get("error")) for o in browser.opens] == [("deny", "access_denied")], browser.opens
+    assert browser.outcomes() == [("deny", "access_denied", False, None)]
     assert "access_denied" in stderr_of(tmp_path)
 
 
