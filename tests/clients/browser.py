@@ -6,8 +6,8 @@ gateway's login page and answers the consent page as a person would — Allow wh
 otherwise Deny — then delivers the redirect to the client's own redirect URI (a loopback listener
 of the client), exactly where a real browser would land.
 
-Environment: BROWSER_USER, BROWSER_PASSWORD, and BROWSER_LOG: a file that gets a JSON line when it
-is opened (what the tests count) and one with the outcome when it is done.
+Environment: BROWSER_USER, BROWSER_PASSWORD, and BROWSER_LOG: a file that gets a JSON line with the
+outcome when it is done (the tests' launcher script adds one when it is opened: what they count).
 """
 
 from __future__ import annotations
@@ -50,21 +50,16 @@ async def deliver(landed: httpx.URL, attempts: int = 100) -> int:
         return (await browser.get(landed)).status_code
 
 
-def append(line: str) -> None:
-    with open(os.environ["BROWSER_LOG"], "a", encoding="utf-8") as log:
-        log.write(line + "\n")
-
-
 async def main(authorize_url: str) -> int:
     record: dict[str, object] = {"authorize_url": authorize_url}
-    append(json.dumps({"opened": authorize_url}))
     try:
         decision, landed = await walk(authorize_url, os.environ["BROWSER_USER"], os.environ["BROWSER_PASSWORD"])
         record.update(decision=decision, error=landed.params.get("error"), has_code="code" in landed.params)
         record["delivered"] = await deliver(landed)
     except (HeadlessLoginError, httpx.HTTPError, KeyError) as problem:
         record["failure"] = f"{type(problem).__name__}: {problem}"[:1000]
-    append(json.dumps(record))
+    with open(os.environ["BROWSER_LOG"], "a", encoding="utf-8") as log:
+        log.write(json.dumps(record) + "\n")
     return 0 if "failure" not in record else 1
 
 

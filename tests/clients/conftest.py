@@ -91,6 +91,7 @@ def browser_for(tmp_path):
         # Detached, as a browser is: clients such as fastmcp wait for the opener to exit before
         # they start listening for the redirect.
         program.write_text("#!/bin/sh\n"
+                           f"echo '{{\"opened\": true}}' >> '{log}'\n"
                            f"export PYTHONPATH='{REPO}' BROWSER_USER='{username}' "
                            f"BROWSER_PASSWORD='{password(username)}' BROWSER_LOG='{log}'\n"
                            f"'{VENV_BIN / 'python'}' -m tests.clients.browser \"$1\" </dev/null >>'{log}.out' 2>&1 &\n")
@@ -101,8 +102,11 @@ def browser_for(tmp_path):
 
 def node_env() -> dict[str, str]:
     """Without a display, so nothing can reach a real browser."""
-    env = {k: v for k, v in os.environ.items() if k not in {"DISPLAY", "WAYLAND_DISPLAY", "BROWSER"}}
-    return env
+    return {k: v for k, v in os.environ.items() if k not in {"DISPLAY", "WAYLAND_DISPLAY", "BROWSER"}}
+
+
+def url_of(gateway, transport: str) -> str:
+    return gateway.streamable_url(SERVER) if transport == "streamable" else gateway.sse_url(SERVER)
 
 
 def run_driver(script: str, options: dict) -> dict:

@@ -14,15 +14,11 @@ import pytest
 from tests.support.facade import Facade
 
 from .conftest import (ALLOWED, CLIENT_TIMEOUT, NODE_BIN, REFUSED, SERVER, cookie_for, names_refused_scope,
-                       node_env, password)
+                       node_env, password, url_of)
 
 pytestmark = pytest.mark.timeout(180)
 INSPECTOR = NODE_BIN.parent / "@modelcontextprotocol" / "inspector-cli" / "build" / "index.js"
 TRANSPORTS = {"streamable": "http", "sse": "sse"}
-
-
-def url_of(gateway, transport: str) -> str:
-    return gateway.streamable_url(SERVER) if transport == "streamable" else gateway.sse_url(SERVER)
 
 
 def inspector(gateway, transport: str, header: str, *method: str) -> subprocess.CompletedProcess:

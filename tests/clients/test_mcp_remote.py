@@ -8,24 +8,19 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 import anyio
-
 import pytest
 from mcp import Client, MCPError
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from tests.support.processes import free_port
 
-from .conftest import (ALLOWED, CLIENT_TIMEOUT, NODE_BIN, REFUSED, SERVER, Browser, cookie_for, names_refused_scope,
-                       node_env)
+from .conftest import (ALLOWED, CLIENT_TIMEOUT, NODE_BIN, REFUSED, Browser, cookie_for, names_refused_scope, node_env,
+                       url_of)
 
 pytestmark = pytest.mark.timeout(180)
 # --transport: the gateway's two transports, no fallback from one to the other
 TRANSPORTS = {"streamable": "http-only", "sse": "sse-only"}
 READ_TIMEOUT = 20.0
-
-
-def url_of(gateway, transport: str) -> str:
-    return gateway.streamable_url(SERVER) if transport == "streamable" else gateway.sse_url(SERVER)
 
 
 @asynccontextmanager
