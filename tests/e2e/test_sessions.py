@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 
@@ -9,10 +11,12 @@ import httpx
 import pytest
 
 from mcp_gateway.identity import SESSION_COOKIE
+from login_app.local_login import MAX_FAILURES_PER_ADDRESS, MAX_FAILURES_PER_USER
 from tests.e2e.conftest import ADMIN_PASSWORD, BOB_PASSWORD, DANA_PASSWORD, local_accounts, wait_for_login_app
 from tests.support.gateway import run_gateway, server_entry
 from tests.support.login import cookie_header, login_local
 from tests.support.mcp_clients import ACCEPT, INIT, sse_session, streamable_session
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -228,3 +232,55 @@ def test_session_survives_a_gateway_restart_and_expires(tmp_path, upstream_sse_a
                 break
             time.sleep(0.5)
         assert expired.status_code == 401, "the session outlived its absolute lifetime"
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def fresh_auth_gateway(request, tmp_path, upstream_sse_answers):
+    """A gateway of its own (throttling counts must start at zero) on each session store."""
+    session = None
+    with contextlib.ExitStack() as stack:
+        if request.param == "redis":
+            session = {"store": stack.enter_context(RedisServer(tmp_path / "redis")).url}
+        gw = stack.enter_context(run_gateway(
+            tmp_path, [server_entry("currenttime", upstream_sse_answers.url)],
+            auth={"enabled": True, "provider_type": "local", "local": local_accounts()}, session=session))
+        wait_for_login_app(gw)
+        yield gw
+
+
+async def _guess_at_once(gw, guesses: list[tuple[str, str]]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=len(guesses))) as http:
+        return await asyncio.gather(*(
+            http.post(f"{gw.url}/oauth/login/local", data={"username": user, "password": password},
+                      headers={"origin": gw.url})
+            for user, password in guesses))
+
+
+def _verifications(gw, user: str | None = None) -> int:
+    marker = "auth: local login verifying password for user="
+    return sum(1 for line in gw.log.splitlines() if marker in line and (user is None or f"={user} " in line))
+
+
+async def test_concurrent_guesses_at_one_username_are_limited(fresh_auth_gateway):
+    gw = fresh_auth_gateway
+    guesses = [("dana", f"wrong-{i}") for i in range(39)] + [("dana", DANA_PASSWORD)]  # the right one last
+
+    answers = await _guess_at_once(gw, guesses)
+
+    statuses = [answer.status_code for answer in answers]
+    assert 303 not in statuses and not any(SESSION_COOKIE in a.headers.get("set-cookie", "") for a in answers)
+    assert set(statuses) <= {401, 429} and statuses.count(429) >= 40 - MAX_FAILURES_PER_USER, statuses
+    assert _verifications(gw, "dana") <= MAX_FAILURES_PER_USER, "more passwords verified than the limit allows"
+
+
+async def test_concurrent_guesses_from_one_address_are_limited(fresh_auth_gateway):
+    gw = fresh_auth_gateway
+    guesses = [(f"nobody-{i}", "guess") for i in range(40)]  # a fresh username each: only the address limit holds
+
+    answers = await _guess_at_once(gw, guesses)
+
+    statuses = [answer.status_code for answer in answers]
+    assert set(statuses) <= {401, 429} and statuses.count(401) <= MAX_FAILURES_PER_ADDRESS, statuses
+    assert _verifications(gw) <= MAX_FAILURES_PER_ADDRESS
+    assert httpx.post(f"{gw.url}/oauth/login/local", data={"username": "dana", "password": DANA_PASSWORD},
+                      headers={"origin": gw.url}, timeout=15).status_code == 429, "the address was not throttled"
