@@ -4,6 +4,8 @@ plus the login app's supervisor."""
 
 from __future__ import annotations
 
+from mcp_gateway import logsafe
+
 from . import error_pages
 from .auditor import Auditor
 from .authorizer import Authorizer
@@ -21,6 +23,7 @@ from .timeouts import UpstreamTimeouts
 
 
 def build_chain() -> list[object]:
+    logsafe.install()  # one record, one line: client-chosen values cannot forge log lines
     error_pages.install()
     runtime = Runtime()
     authorizer = Authorizer(runtime)

@@ -50,7 +50,6 @@ async def local_login(request: Request) -> Response:
             log.warning("auth: local login throttled for user=%s client=%s", username, address)
             return render_login(request, 429, error="Too many failed logins. Wait a few minutes and try again.",
                                 next_path=next_path, headers={"retry-after": str(int(FAILURE_WINDOW))})
-        log.info("auth: local login verifying password for user=%s client=%s", username, address)
         user = await asyncio.to_thread(ctx.accounts.verify, username, password)  # scrypt: keep the loop free
         if user is None:
             log.warning("auth: local login failed for user=%s client=%s", username, address)

@@ -257,8 +257,10 @@ async def _guess_at_once(gw, guesses: list[tuple[str, str]]) -> list[httpx.Respo
 
 
 def _verifications(gw, user: str | None = None) -> int:
-    marker = "auth: local login verifying password for user="
-    return sum(1 for line in gw.log.splitlines() if marker in line and (user is None or f"={user} " in line))
+    """Passwords the login app checked: each check ends in exactly one "failed" or "signed in" line."""
+    outcomes = ("auth: local login failed for user=", "auth: local login user=")
+    return sum(1 for line in gw.log.splitlines() for outcome in outcomes
+               if outcome in line and (user is None or f"{outcome}{user} " in line))
 
 
 async def test_concurrent_guesses_at_one_username_are_limited(fresh_auth_gateway):
