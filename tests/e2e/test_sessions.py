@@ -286,3 +286,38 @@ async def test_concurrent_guesses_from_one_address_are_limited(fresh_auth_gatewa
     assert _verifications(gw) <= MAX_FAILURES_PER_ADDRESS
     assert httpx.post(f"{gw.url}/oauth/login/local", data={"username": "dana", "password": DANA_PASSWORD},
                       headers={"origin": gw.url}, timeout=15).status_code == 429, "the address was not throttled"
+
+
+ROUTE_KINDS = [  # (method, path): every kind of /api route, known, unknown and disabled names alike
+    ("GET", "/api/servers"), ("POST", "/api/servers"), ("GET", "/api/servers/currenttime"),
+    ("PATCH", "/api/servers/currenttime"), ("DELETE", "/api/servers/currenttime"),
+    ("POST", "/api/servers/currenttime/toggle"), ("GET", "/api/servers/nope"), ("GET", "/api/elsewhere"),
+    ("GET", "/api/execute/currenttime/sse"), ("GET", "/api/execute/currenttime"),
+    ("POST", "/api/execute/currenttime/messages/?session_id=0123"), ("GET", "/api/execute/nope/sse"),
+    ("POST", "/api/streamable/currenttime"), ("GET", "/api/streamable/currenttime"),
+    ("DELETE", "/api/streamable/currenttime"), ("POST", "/api/streamable/nope"),
+]
+METADATA = "/.well-known/oauth-protected-resource"
+
+
+def _metadata_urls(answer: httpx.Response) -> list[str]:
+    challenge = answer.headers.get("www-authenticate", "")
+    return [part.split('"')[1] for part in challenge.split("resource_metadata=")[1:]]
+
+
+def test_every_resource_metadata_url_handed_out_answers_with_its_resource(auth_gateway):
+    handed_out: dict[str, str] = {}
+    bob = cookie_header(login_local(auth_gateway.url, "bob", BOB_PASSWORD))  # lacks every server scope: 403s
+    with httpx.Client(base_url=auth_gateway.url, timeout=10) as http:
+        for method, path in ROUTE_KINDS:
+            for headers in ({}, {"authorization": "Bearer not-a-token"}, bob):
+                answer = http.request(method, path, headers={**ACCEPT, **headers}, json=INIT)
+                if answer.status_code in (401, 403):
+                    handed_out.update((url, f"{method} {path}") for url in _metadata_urls(answer))
+        assert f"{auth_gateway.url}{METADATA}" in handed_out, "the registry API's 401 names the origin's metadata"
+        assert f"{auth_gateway.url}{METADATA}/api/streamable/currenttime" in handed_out
+        for url, source in handed_out.items():
+            answer = http.get(url)
+            assert answer.status_code == 200, f"{url} (from {source}) answers {answer.status_code}"
+            # RFC 9728 §3.3: the resource is the URL the well-known suffix was inserted into
+            assert answer.json()["resource"] == url.replace(METADATA, "", 1), source
