@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS hits (key TEXT PRIMARY KEY, count INTEGER NOT NULL, e
 CREATE TABLE IF NOT EXISTS once (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL NOT NULL);
 """
 _EXPIRING_TABLES = ("bindings", "hits", "once")
+_TABLES = ("sessions", *_EXPIRING_TABLES)
 _CONTENTION_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 _open_locks: dict[str, threading.Lock] = {}
@@ -71,6 +72,11 @@ def _is_contention(exc: sqlite3.Error) -> bool:
 def _set_up_schema(conn: sqlite3.Connection) -> None:
     if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
         conn.execute("PRAGMA journal_mode = WAL")
+    # Only a file still missing its tables takes the write lock: opening a store must work
+    # while another process holds that lock (reads go on in WAL mode).
+    present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if present.issuperset(_TABLES):
+        return
     with _immediate(conn):
         for statement in filter(str.strip, _SCHEMA.split(";")):
             conn.execute(statement)

@@ -703,6 +703,22 @@ async def _in_processes(workers: int, timeout: float, job: Callable[[int, Any, A
                 process.join(5)
 
 
+async def test_sqlite_a_store_opened_while_another_process_writes_can_read(tmp_path: Path):
+    first = open_store("sqlite:///sessions.db", base_dir=tmp_path, lifetime=60, idle_timeout=60, secretbox=None)
+    token, _ = await new_session(first)
+    await first.close()
+    writer = sqlite3.connect(tmp_path / "sessions.db", isolation_level=None)
+    writer.execute("BEGIN EXCLUSIVE")  # in WAL mode readers go on
+    later = open_store("sqlite:///sessions.db", base_dir=tmp_path, lifetime=60, idle_timeout=60, secretbox=None,
+                       busy_timeout=0.2, touch_interval=60)
+    try:
+        assert (await later.get(token)) is not None, "setting up an existing file must not need the write lock"
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        await later.close()
+
+
 def _hammer(path: str, worker: int, workers: int, rounds: int, barrier: Any, results: Any) -> None:
     """One OS process using the store at the same time as others (run with multiprocessing spawn)."""
 
