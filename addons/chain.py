@@ -4,6 +4,8 @@ settings → route → identify → bind MCP sessions → authorize → registry
 
 from __future__ import annotations
 
+from mcp_gateway import logsafe
+
 from . import error_pages
 from .access_log import AccessLogFile
 from .auditor import Auditor
@@ -26,6 +28,7 @@ from .upstream_tls import UpstreamTls
 
 
 def build_chain() -> list[object]:
+    logsafe.install()  # one record, one line: client-chosen values cannot forge log lines
     error_pages.install()
     runtime = Runtime()
     authorizer = Authorizer(runtime)

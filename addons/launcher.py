@@ -36,6 +36,7 @@ from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyser
 from mitmproxy.master import Master
 from mitmproxy.proxy import mode_servers
 
+from mcp_gateway import logsafe
 from mcp_gateway.config import ConfigError, GatewayConfig, load_config
 
 from .chain import build_chain
@@ -309,6 +310,7 @@ async def supervise(config: GatewayConfig, size: int) -> int:
 # -- command line -------------------------------------------------------------------------
 
 def configure_logging(level: str, tag: str) -> None:
+    logsafe.install()  # the launcher's own lines too: one record, one line
     logging.basicConfig(stream=sys.stderr, level=level, force=True,
                         format=f"%(asctime)s {tag} %(levelname)s %(name)s: %(message)s")
     if level != "DEBUG":

@@ -1,9 +1,12 @@
 """Protected-resource metadata (RFC 9728): how an MCP client finds where to get a token.
 
-`GET /.well-known/oauth-protected-resource/api/{execute|streamable}/{s}` answers, for a
-registered server, its resource (`<public_url>/api/{transport}/{s}`, the exact URL clients
-use), the gateway's authorization-server facade as the only authorization server, and the
-scopes that server takes. The 401 of every /api/{transport}/{s} request points here.
+`GET /.well-known/oauth-protected-resource/api/{execute|streamable}/{s}` answers, for any
+well-formed server name, its resource (`<public_url>/api/{transport}/{s}`, the exact URL
+clients use), the gateway's authorization-server facade as the only authorization server,
+and the scopes that server takes. The 401 of every /api/{transport}/{s} request points here;
+unknown and disabled names get the same answer as real ones, as their 401 is the same (no
+enumeration before sign-in). `GET /.well-known/oauth-protected-resource` answers for the
+gateway's origin, the resource the 401 of the registry API names (see mcp_gateway/resources.py).
 Answered at `requestheaders`: public, static, nothing to forward.
 """
 
@@ -14,7 +17,7 @@ import logging
 
 from mitmproxy import http
 
-from mcp_gateway.resources import protected_resource_metadata
+from mcp_gateway.resources import METADATA_PREFIX, gateway_resource_metadata, protected_resource_metadata
 from mcp_gateway.routing import Area, Route
 
 from .failclosed import refuse_on_error
@@ -35,16 +38,19 @@ class ResourceMetadata:
         found: Route | None = flow.metadata.get(ROUTE)
         if found is None or found.area is not Area.RESOURCE_METADATA:
             return
-        config, registry = self.runtime.config, self.runtime.registry
-        assert config is not None and registry is not None  # the Router refuses otherwise
+        config = self.runtime.config
+        assert config is not None  # the Router refuses otherwise
         if flow.request.method not in ("GET", "HEAD"):
             return refuse(flow, 405, "protected-resource metadata is read with GET", {"allow": "GET, HEAD"})
         if not config.auth.enabled:
             return refuse(flow, 404, "authentication is off: no protected resources")
-        if found.server is None or registry.get(found.server) is None:
-            return refuse(flow, 404, "no protected resource here; metadata lives at "
-                                     "/.well-known/oauth-protected-resource/api/{execute|streamable}/{server}")
-        metadata = protected_resource_metadata(config.public_url, found.rest, found.server)
+        if found.server is not None:
+            metadata = protected_resource_metadata(config.public_url, found.rest, found.server)
+        elif flow.request.path.split("?")[0] == METADATA_PREFIX:
+            metadata = gateway_resource_metadata(config.public_url)
+        else:
+            return refuse(flow, 404, "no protected resource here; metadata lives at /.well-known/oauth-protected-"
+                                     "resource and /.well-known/oauth-protected-resource/api/{execute|streamable}/{server}")
         flow.metadata["gateway.decision"] = {"decision": "allowed", "status": 200,
                                              "reason": "protected-resource metadata"}
         flow.response = http.Response.make(200, json.dumps(metadata).encode(), {

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mcp_gateway import logsafe
 from mcp_gateway.config import GatewayConfig, load_config
 
 from .context import LoginContext
@@ -57,6 +58,7 @@ async def server_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(config: GatewayConfig, extra_routes: list | None = None) -> Starlette:
+    logsafe.install()  # one record, one line: client-chosen values cannot forge log lines
     login = LoginContext.build(config)
 
     @contextlib.asynccontextmanager

@@ -38,22 +38,24 @@ async def local_login(request: Request) -> Response:
     if not username or not password:
         return render_login(request, 400, error="Enter a username and a password.", next_path=next_path)
 
-    # Failures count per username and per client address; a success clears the username's
-    # count. Past the limit, that username (or address) waits out the window.
+    # Every attempt is counted before its password is checked, per username and per client
+    # address, in one atomic step of the store: concurrent guesses cannot all pass the check
+    # before the first failure is counted. A success takes its attempt back (the username's
+    # count starts over, the address keeps only its failures). Past a limit, that username
+    # (or address) waits out the window.
     user_key, address_key = f"login-fail:user:{username}", f"login-fail:addr:{address}"
     try:
-        if (await ctx.store.hits(user_key) >= MAX_FAILURES_PER_USER
-                or await ctx.store.hits(address_key) >= MAX_FAILURES_PER_ADDRESS):
+        limits = {user_key: MAX_FAILURES_PER_USER, address_key: MAX_FAILURES_PER_ADDRESS}
+        if not await ctx.store.admit(limits, FAILURE_WINDOW):
             log.warning("auth: local login throttled for user=%s client=%s", username, address)
             return render_login(request, 429, error="Too many failed logins. Wait a few minutes and try again.",
                                 next_path=next_path, headers={"retry-after": str(int(FAILURE_WINDOW))})
         user = await asyncio.to_thread(ctx.accounts.verify, username, password)  # scrypt: keep the loop free
         if user is None:
-            await ctx.store.hit(user_key, FAILURE_WINDOW)
-            await ctx.store.hit(address_key, FAILURE_WINDOW)
             log.warning("auth: local login failed for user=%s client=%s", username, address)
             return render_login(request, 401, error="Wrong username or password.", next_path=next_path)
         await ctx.store.reset_hits(user_key)
+        await ctx.store.release(address_key)
         token, session = await ctx.store.create(subject=user.username, username=user.username, provider="local",
                                                 groups=user.groups)
     except StoreUnavailable:

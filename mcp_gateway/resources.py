@@ -5,6 +5,12 @@ Each server is two resources, one per transport: `<public_url>/api/execute/{s}` 
 `<public_url>/.well-known/oauth-protected-resource/api/{transport}/{s}`. The authorization
 server facade's issuer is the public URL itself, spelled exactly as configured: clients
 compare issuer strings character for character.
+
+The rest of `/api` (the registry API) belongs to the gateway as a whole: the resource
+`<public_url>` (the origin), whose metadata lives at the root
+`<public_url>/.well-known/oauth-protected-resource`. The facade issues no token for it (a
+token is bound to one server's resources), so that metadata names no authorization server:
+the registry API takes a browser session or a bearer JWT of the configured IdP.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .config_schema import SERVER_NAME
-from .scopes import REGISTRY_ADMIN, server_scope
+from .scopes import REGISTRY_ADMIN, REGISTRY_READ, server_scope
 
 TRANSPORTS = ("execute", "streamable")
 METADATA_PREFIX = "/.well-known/oauth-protected-resource"
@@ -59,6 +65,16 @@ def protected_resource_metadata(public_url: str, transport: str, server: str) ->
         "scopes_supported": resource_scopes(server),
         "bearer_methods_supported": ["header"],
         "resource_name": f"MCP server {server} ({'SSE' if transport == 'execute' else 'Streamable HTTP'})",
+    }
+
+
+def gateway_resource_metadata(public_url: str) -> dict[str, object]:
+    """RFC 9728 metadata of the gateway's origin, the resource of every /api path that is not a server's."""
+    return {
+        "resource": issuer_of(public_url),
+        "scopes_supported": [REGISTRY_READ, REGISTRY_ADMIN],
+        "bearer_methods_supported": ["header"],
+        "resource_name": "MCP Gateway registry API",
     }
 
 

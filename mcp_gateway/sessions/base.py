@@ -17,7 +17,7 @@ import re
 import secrets
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -107,13 +107,21 @@ class SessionStore(ABC):
     - `secretbox`: seals refresh tokens at rest; without one, refresh tokens are not kept.
       A session whose stored refresh token does not open (SECRET_KEY changed) is treated as
       absent: the person logs in again rather than keeping groups that cannot be refreshed.
+    - `clock`: the wall clock every expiry is measured with (`time.time`); tests pass their own
+      so expiry is checked without sleeping.
 
     Every method raises `StoreUnavailable` when the backend cannot answer; never for a bad
     token, which simply finds nothing.
     """
 
     def __init__(
-        self, *, lifetime: float, idle_timeout: float, secretbox: SecretBox | None, touch_interval: float = 30.0
+        self,
+        *,
+        lifetime: float,
+        idle_timeout: float,
+        secretbox: SecretBox | None,
+        touch_interval: float = 30.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if lifetime <= 0 or idle_timeout <= 0 or touch_interval < 0:
             raise ValueError("lifetime and idle_timeout must be positive, touch_interval non-negative")
@@ -121,6 +129,7 @@ class SessionStore(ABC):
         self.idle_timeout = float(idle_timeout)
         self.touch_interval = float(touch_interval)
         self._secretbox = secretbox
+        self._clock = clock
 
     # -- sessions --------------------------------------------------------------------------
 
@@ -141,7 +150,7 @@ class SessionStore(ABC):
     ) -> tuple[str, Session]:
         """A new session; returns `(token, session)`. The token is shown to nobody but the caller."""
         token = secrets.token_urlsafe(32)
-        now = time.time()
+        now = self._clock()
         session = Session(
             id=session_id_for(token), subject=subject, username=username, email=email, provider=provider,
             groups=_names(groups), scopes=_names(scopes), created_at=now,
@@ -203,7 +212,7 @@ class SessionStore(ABC):
         record = await self._load(session_id)
         if record is None:
             return None
-        now = time.time()
+        now = self._clock()
         session = self._from_record(record)
         if session is None:
             return None
@@ -302,6 +311,20 @@ class SessionStore(ABC):
     @abstractmethod
     async def hit(self, key: str, window: float) -> int:
         """Count one event for `key`; the count resets `window` seconds after its first event."""
+
+    @abstractmethod
+    async def admit(self, limits: Mapping[str, int], window: float) -> bool:
+        """Count one attempt under every key of `limits`, unless one key's count has reached its limit.
+
+        Check and count are one atomic step across instances, so of N concurrent callers at most
+        `limit` are admitted: count an attempt before doing the work it limits (verifying a
+        password), never after. Each key's count resets `window` seconds after its first attempt.
+        Returns False, counting nothing, when a limit is reached.
+        """
+
+    @abstractmethod
+    async def release(self, key: str) -> None:
+        """Take back one attempt counted under `key` (it succeeded and should not count as a failure)."""
 
     @abstractmethod
     async def hits(self, key: str) -> int:

@@ -8,13 +8,15 @@ Keys (all under `key_prefix`, default `mcpgw:`), each with a TTL so nothing outl
   owners, failure counters and single-use values. Caller keys are hashed because some
   (authorization codes, OAuth state) are secrets themselves.
 
+Session expiry is measured with the store's `clock`; the other keys expire by Redis's own TTL.
 Operations that must be atomic across instances are Lua scripts (run atomically by Redis)
 or single commands (SET PX, GETDEL).
 """
 
 import logging
 import math
-from collections.abc import Awaitable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -57,6 +59,22 @@ if count == 1 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS
 return count
 """
 
+# Check every key against its limit (ARGV[1 + i]), then count one attempt under each; all or nothing.
+_ADMIT = """
+for i = 1, #KEYS do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[1 + i]) then return 0 end
+end
+for i = 1, #KEYS do
+  local count = redis.call('INCR', KEYS[i])
+  if count == 1 or redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+end
+return 1
+"""
+
+_RELEASE = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end
+"""
+
 
 def _milliseconds(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
@@ -75,12 +93,14 @@ class RedisSessionStore(SessionStore):
         idle_timeout: float,
         secretbox: SecretBox | None,
         touch_interval: float = 30.0,
+        clock: Callable[[], float] = time.time,
         key_prefix: str = "mcpgw:",
         connect_timeout: float = 2.0,
         command_timeout: float = 5.0,
     ) -> None:
         super().__init__(
-            lifetime=lifetime, idle_timeout=idle_timeout, secretbox=secretbox, touch_interval=touch_interval
+            lifetime=lifetime, idle_timeout=idle_timeout, secretbox=secretbox, touch_interval=touch_interval,
+            clock=clock,
         )
         self._prefix = key_prefix
         self._redis = aioredis.Redis.from_url(
@@ -95,6 +115,8 @@ class RedisSessionStore(SessionStore):
         self._patch_script = self._redis.register_script(_PATCH)
         self._bind_script = self._redis.register_script(_BIND)
         self._hit_script = self._redis.register_script(_HIT)
+        self._admit_script = self._redis.register_script(_ADMIT)
+        self._release_script = self._redis.register_script(_RELEASE)
 
     def __repr__(self) -> str:
         return f"RedisSessionStore(prefix={self._prefix!r})"
@@ -144,6 +166,14 @@ class RedisSessionStore(SessionStore):
     async def hit(self, key: str, window: float) -> int:
         args = [_milliseconds(positive_seconds(window))]
         return int(await self._call(self._hit_script(keys=[self._key("hits", key_digest(key))], args=args)))
+
+    async def admit(self, limits: Mapping[str, int], window: float) -> bool:
+        keys = [self._key("hits", key_digest(key)) for key in limits]
+        args = [_milliseconds(positive_seconds(window)), *(int(limit) for limit in limits.values())]
+        return bool(await self._call(self._admit_script(keys=keys, args=args)))
+
+    async def release(self, key: str) -> None:
+        await self._call(self._release_script(keys=[self._key("hits", key_digest(key))]))
 
     async def hits(self, key: str) -> int:
         value = await self._call(self._redis.get(self._key("hits", key_digest(key))))

@@ -5,11 +5,17 @@ thread, so the event loop never blocks on disk or on another process's lock.
 Read-modify-write operations run in `BEGIN IMMEDIATE` transactions; a lock held longer
 than `busy_timeout` becomes `StoreUnavailable`. Expired rows are purged opportunistically
 when sessions are created, at most once per `purge_interval`.
+
+First open is safe when several processes (gateway workers, login apps) and threads open a
+fresh file at once: switching to WAL needs a lock SQLite does not wait for with its busy
+handler, so the switch and the schema creation are retried until `busy_timeout` has passed,
+and threads of one process take turns through a lock per file.
 """
 
 import asyncio
 import logging
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -46,6 +52,34 @@ CREATE TABLE IF NOT EXISTS hits (key TEXT PRIMARY KEY, count INTEGER NOT NULL, e
 CREATE TABLE IF NOT EXISTS once (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL NOT NULL);
 """
 _EXPIRING_TABLES = ("bindings", "hits", "once")
+_TABLES = ("sessions", *_EXPIRING_TABLES)
+_CONTENTION_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+_open_locks: dict[str, threading.Lock] = {}
+_open_locks_guard = threading.Lock()
+
+
+def _open_lock(path: Path) -> threading.Lock:
+    """One lock per database file for the whole process: its threads set the file up one at a time."""
+    with _open_locks_guard:
+        return _open_locks.setdefault(str(path.resolve()), threading.Lock())
+
+
+def _is_contention(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) in _CONTENTION_CODES
+
+
+def _set_up_schema(conn: sqlite3.Connection) -> None:
+    if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        conn.execute("PRAGMA journal_mode = WAL")
+    # Only a file still missing its tables takes the write lock: opening a store must work
+    # while another process holds that lock (reads go on in WAL mode).
+    present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if present.issuperset(_TABLES):
+        return
+    with _immediate(conn):
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            conn.execute(statement)
 
 
 @contextmanager
@@ -69,12 +103,14 @@ class SqliteSessionStore(SessionStore):
         idle_timeout: float,
         secretbox: SecretBox | None,
         touch_interval: float = 30.0,
+        clock: Callable[[], float] = time.time,
         busy_timeout: float = 5.0,
         purge_interval: float = 60.0,
         max_threads: int = 4,
     ) -> None:
         super().__init__(
-            lifetime=lifetime, idle_timeout=idle_timeout, secretbox=secretbox, touch_interval=touch_interval
+            lifetime=lifetime, idle_timeout=idle_timeout, secretbox=secretbox, touch_interval=touch_interval,
+            clock=clock,
         )
         self.path = Path(path)
         self._busy_timeout = busy_timeout
@@ -123,14 +159,27 @@ class SqliteSessionStore(SessionStore):
                 os.chmod(self.path, 0o600)
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             if not self._schema_ready:
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.executescript(_SCHEMA)
+                with _open_lock(self.path):
+                    self._retry_while_contended(lambda: _set_up_schema(conn))
                 self._schema_ready = True
             conn.execute("PRAGMA synchronous = NORMAL")
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _retry_while_contended(self, setup: Callable[[], None]) -> None:
+        """Run `setup` again while another process holds the lock it needs, for up to busy_timeout."""
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                return setup()
+            except sqlite3.OperationalError as exc:
+                if not _is_contention(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause * (1 + random.random()))
+            pause = min(pause * 2, 0.1)
 
     def _purge_if_due(self, conn: sqlite3.Connection, now: float) -> None:
         if now - self._last_purge < self._purge_interval:
@@ -147,7 +196,7 @@ class SqliteSessionStore(SessionStore):
 
     async def _insert(self, record: dict[str, Any], ttl: float) -> None:
         def insert(conn: sqlite3.Connection) -> None:
-            now = time.time()
+            now = self._clock()
             columns = ", ".join((*record, "forget_at"))
             marks = ", ".join("?" * (len(record) + 1))
             conn.execute(f"INSERT INTO sessions ({columns}) VALUES ({marks})", (*record.values(), now + ttl))
@@ -166,7 +215,7 @@ class SqliteSessionStore(SessionStore):
     async def _patch(self, session_id: str, changes: dict[str, Any], ttl: float | None = None) -> None:
         assignments = dict(changes)
         if ttl is not None:
-            assignments["forget_at"] = time.time() + ttl
+            assignments["forget_at"] = self._clock() + ttl
         unknown = set(assignments) - {*_SESSION_COLUMNS, "forget_at"}
         if unknown:
             raise ValueError(f"unknown session fields: {sorted(unknown)}")
@@ -182,7 +231,7 @@ class SqliteSessionStore(SessionStore):
         digest, ttl = key_digest(key), positive_seconds(ttl)
 
         def bind(conn: sqlite3.Connection) -> str:
-            now = time.time()
+            now = self._clock()
             with _immediate(conn):
                 row = conn.execute(
                     "SELECT owner FROM bindings WHERE key = ? AND expires_at > ?", (digest, now)
@@ -202,7 +251,7 @@ class SqliteSessionStore(SessionStore):
         digest, window = key_digest(key), positive_seconds(window)
 
         def hit(conn: sqlite3.Connection) -> int:
-            now = time.time()
+            now = self._clock()
             with _immediate(conn):
                 row = conn.execute("SELECT count FROM hits WHERE key = ? AND expires_at > ?", (digest, now)).fetchone()
                 if row is None:
@@ -213,12 +262,39 @@ class SqliteSessionStore(SessionStore):
 
         return await self._run(hit)
 
+    async def admit(self, limits: Mapping[str, int], window: float) -> bool:
+        window = positive_seconds(window)
+        digests = {key_digest(key): limit for key, limit in limits.items()}
+
+        def admit(conn: sqlite3.Connection) -> bool:
+            now = self._clock()
+            with _immediate(conn):
+                for digest, limit in digests.items():
+                    row = conn.execute("SELECT count FROM hits WHERE key = ? AND expires_at > ?",
+                                       (digest, now)).fetchone()
+                    if row is not None and row[0] >= limit:
+                        return False
+                for digest in digests:
+                    conn.execute(
+                        "INSERT INTO hits VALUES (?, 1, ?) ON CONFLICT (key) DO UPDATE SET "
+                        "count = CASE WHEN expires_at > ? THEN count + 1 ELSE 1 END, "
+                        "expires_at = CASE WHEN expires_at > ? THEN expires_at ELSE excluded.expires_at END",
+                        (digest, now + window, now, now))
+                return True
+
+        return await self._run(admit)
+
+    async def release(self, key: str) -> None:
+        digest = key_digest(key)
+        await self._run(lambda conn: conn.execute(
+            "UPDATE hits SET count = count - 1 WHERE key = ? AND count > 0", (digest,)))
+
     async def hits(self, key: str) -> int:
         digest = key_digest(key)
 
         def read(conn: sqlite3.Connection) -> int:
             row = conn.execute("SELECT count FROM hits WHERE key = ? AND expires_at > ?",
-                               (digest, time.time())).fetchone()
+                               (digest, self._clock())).fetchone()
             return row[0] if row else 0
 
         return await self._run(read)
@@ -230,7 +306,7 @@ class SqliteSessionStore(SessionStore):
     async def put_once(self, key: str, value: str, ttl: float) -> None:
         digest, ttl = key_digest(key), positive_seconds(ttl)
         sql = "INSERT OR REPLACE INTO once VALUES (?, ?, ?)"
-        await self._run(lambda conn: conn.execute(sql, (digest, value, time.time() + ttl)))
+        await self._run(lambda conn: conn.execute(sql, (digest, value, self._clock() + ttl)))
 
     async def take_once(self, key: str) -> str | None:
         digest = key_digest(key)
@@ -238,7 +314,7 @@ class SqliteSessionStore(SessionStore):
         def take(conn: sqlite3.Connection) -> str | None:
             # DELETE ... RETURNING is one statement: of concurrent takers only one gets the row.
             rows = conn.execute("DELETE FROM once WHERE key = ? RETURNING value, expires_at", (digest,)).fetchall()
-            return rows[0][0] if rows and rows[0][1] > time.time() else None
+            return rows[0][0] if rows and rows[0][1] > self._clock() else None
 
         return await self._run(take)
 
@@ -247,7 +323,7 @@ class SqliteSessionStore(SessionStore):
 
         def read(conn: sqlite3.Connection) -> str | None:
             row = conn.execute("SELECT value FROM once WHERE key = ? AND expires_at > ?",
-                               (digest, time.time())).fetchone()
+                               (digest, self._clock())).fetchone()
             return row[0] if row else None
 
         return await self._run(read)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 
@@ -9,10 +11,12 @@ import httpx
 import pytest
 
 from mcp_gateway.identity import SESSION_COOKIE
+from login_app.local_login import MAX_FAILURES_PER_ADDRESS, MAX_FAILURES_PER_USER
 from tests.e2e.conftest import ADMIN_PASSWORD, BOB_PASSWORD, DANA_PASSWORD, local_accounts, wait_for_login_app
 from tests.support.gateway import run_gateway, server_entry
 from tests.support.login import cookie_header, login_local
 from tests.support.mcp_clients import ACCEPT, INIT, sse_session, streamable_session
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -228,3 +232,92 @@ def test_session_survives_a_gateway_restart_and_expires(tmp_path, upstream_sse_a
                 break
             time.sleep(0.5)
         assert expired.status_code == 401, "the session outlived its absolute lifetime"
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def fresh_auth_gateway(request, tmp_path, upstream_sse_answers):
+    """A gateway of its own (throttling counts must start at zero) on each session store."""
+    session = None
+    with contextlib.ExitStack() as stack:
+        if request.param == "redis":
+            session = {"store": stack.enter_context(RedisServer(tmp_path / "redis")).url}
+        gw = stack.enter_context(run_gateway(
+            tmp_path, [server_entry("currenttime", upstream_sse_answers.url)],
+            auth={"enabled": True, "provider_type": "local", "local": local_accounts()}, session=session))
+        wait_for_login_app(gw)
+        yield gw
+
+
+async def _guess_at_once(gw, guesses: list[tuple[str, str]]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=len(guesses))) as http:
+        return await asyncio.gather(*(
+            http.post(f"{gw.url}/oauth/login/local", data={"username": user, "password": password},
+                      headers={"origin": gw.url})
+            for user, password in guesses))
+
+
+def _verifications(gw, user: str | None = None) -> int:
+    """Passwords the login app checked: each check ends in exactly one "failed" or "signed in" line."""
+    outcomes = ("auth: local login failed for user=", "auth: local login user=")
+    return sum(1 for line in gw.log.splitlines() for outcome in outcomes
+               if outcome in line and (user is None or f"{outcome}{user} " in line))
+
+
+async def test_concurrent_guesses_at_one_username_are_limited(fresh_auth_gateway):
+    gw = fresh_auth_gateway
+    guesses = [("dana", f"wrong-{i}") for i in range(39)] + [("dana", DANA_PASSWORD)]  # the right one last
+
+    answers = await _guess_at_once(gw, guesses)
+
+    statuses = [answer.status_code for answer in answers]
+    assert 303 not in statuses and not any(SESSION_COOKIE in a.headers.get("set-cookie", "") for a in answers)
+    assert set(statuses) <= {401, 429} and statuses.count(429) >= 40 - MAX_FAILURES_PER_USER, statuses
+    assert _verifications(gw, "dana") <= MAX_FAILURES_PER_USER, "more passwords verified than the limit allows"
+
+
+async def test_concurrent_guesses_from_one_address_are_limited(fresh_auth_gateway):
+    gw = fresh_auth_gateway
+    guesses = [(f"nobody-{i}", "guess") for i in range(40)]  # a fresh username each: only the address limit holds
+
+    answers = await _guess_at_once(gw, guesses)
+
+    statuses = [answer.status_code for answer in answers]
+    assert set(statuses) <= {401, 429} and statuses.count(401) <= MAX_FAILURES_PER_ADDRESS, statuses
+    assert _verifications(gw) <= MAX_FAILURES_PER_ADDRESS
+    assert httpx.post(f"{gw.url}/oauth/login/local", data={"username": "dana", "password": DANA_PASSWORD},
+                      headers={"origin": gw.url}, timeout=15).status_code == 429, "the address was not throttled"
+
+
+ROUTE_KINDS = [  # (method, path): every kind of /api route, known, unknown and disabled names alike
+    ("GET", "/api/servers"), ("POST", "/api/servers"), ("GET", "/api/servers/currenttime"),
+    ("PATCH", "/api/servers/currenttime"), ("DELETE", "/api/servers/currenttime"),
+    ("POST", "/api/servers/currenttime/toggle"), ("GET", "/api/servers/nope"), ("GET", "/api/elsewhere"),
+    ("GET", "/api/execute/currenttime/sse"), ("GET", "/api/execute/currenttime"),
+    ("POST", "/api/execute/currenttime/messages/?session_id=0123"), ("GET", "/api/execute/nope/sse"),
+    ("POST", "/api/streamable/currenttime"), ("GET", "/api/streamable/currenttime"),
+    ("DELETE", "/api/streamable/currenttime"), ("POST", "/api/streamable/nope"),
+]
+METADATA = "/.well-known/oauth-protected-resource"
+
+
+def _metadata_urls(answer: httpx.Response) -> list[str]:
+    challenge = answer.headers.get("www-authenticate", "")
+    return [part.split('"')[1] for part in challenge.split("resource_metadata=")[1:]]
+
+
+def test_every_resource_metadata_url_handed_out_answers_with_its_resource(auth_gateway):
+    handed_out: dict[str, str] = {}
+    bob = cookie_header(login_local(auth_gateway.url, "bob", BOB_PASSWORD))  # lacks every server scope: 403s
+    with httpx.Client(base_url=auth_gateway.url, timeout=10) as http:
+        for method, path in ROUTE_KINDS:
+            for headers in ({}, {"authorization": "Bearer not-a-token"}, bob):
+                answer = http.request(method, path, headers={**ACCEPT, **headers}, json=INIT)
+                if answer.status_code in (401, 403):
+                    handed_out.update((url, f"{method} {path}") for url in _metadata_urls(answer))
+        assert f"{auth_gateway.url}{METADATA}" in handed_out, "the registry API's 401 names the origin's metadata"
+        assert f"{auth_gateway.url}{METADATA}/api/streamable/currenttime" in handed_out
+        for url, source in handed_out.items():
+            answer = http.get(url)
+            assert answer.status_code == 200, f"{url} (from {source}) answers {answer.status_code}"
+            # RFC 9728 §3.3: the resource is the URL the well-known suffix was inserted into
+            assert answer.json()["resource"] == url.replace(METADATA, "", 1), source

@@ -34,6 +34,16 @@ pytestmark = pytest.mark.timeout(60)
 SECRET = "a test SECRET_KEY of more than 32 bytes, not used elsewhere"
 
 
+class FakeClock:
+    """The wall clock a store measures expiry with, moved by the test instead of waited for."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @dataclass
 class Backend:
     """One backend under test: open as many store instances on it as a test needs."""
@@ -43,15 +53,23 @@ class Backend:
     dump: Callable[[], bytes]  # every byte the backend holds, to look for plaintext
     break_: Callable[[], None]  # make the backend stop answering
     session_count: Callable[[], int]
+    age: Callable[[float], None] = lambda seconds: None  # time passing inside the backend itself
+    clock: FakeClock = field(default_factory=FakeClock)
     outage_options: dict[str, Any] = field(default_factory=dict)  # so the outage test fails fast
     cleanups: list[Callable[[], Any]] = field(default_factory=list)
     stores: list[SessionStore] = field(default_factory=list)
 
     def open(self, **overrides: Any) -> SessionStore:
-        options = {"lifetime": 60.0, "idle_timeout": 60.0, "secretbox": SecretBox(SECRET), "touch_interval": 0.0}
+        options = {"lifetime": 60.0, "idle_timeout": 60.0, "secretbox": SecretBox(SECRET), "touch_interval": 0.0,
+                   "clock": self.clock}
         store = self.opener(**(options | overrides))
         self.stores.append(store)
         return store
+
+    def advance(self, seconds: float) -> None:
+        """Let `seconds` pass for every store of this backend and for the backend's own expiry."""
+        self.clock.now += seconds
+        self.age(seconds)
 
 
 def _sqlite_backend(tmp_path: Path) -> Backend:
@@ -110,7 +128,18 @@ def _redis_backend(url: str, stop: Callable[[], None]) -> Backend:
         finally:
             client.close()
 
-    return Backend("redis", lambda **options: open_store(url, base_dir=Path("."), **options), dump, stop, session_count)
+    def age(seconds: float) -> None:  # Redis expires keys by its own clock: shorten every TTL instead
+        client = redis.Redis.from_url(url)
+        try:
+            for key in client.scan_iter():
+                left = client.pttl(key)
+                if left > 0:
+                    client.pexpire(key, left - int(seconds * 1000)) if left > seconds * 1000 else client.delete(key)
+        finally:
+            client.close()
+
+    return Backend("redis", lambda **options: open_store(url, base_dir=Path("."), **options), dump, stop,
+                   session_count, age)
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -179,7 +208,9 @@ async def test_access_tokens_keep_client_audience_and_own_lifetime(backend: Back
     assert found is not None
     assert (found.kind, found.client_id, found.resources) == ("access", "client-9", ("http://gw/api/streamable/time",))
     assert created.expires_at - created.created_at == pytest.approx(0.3)
-    await asyncio.sleep(0.45)
+    backend.advance(0.29)
+    assert await store.get(token) is not None
+    backend.advance(0.02)
     assert await store.get(token) is None
 
 
@@ -239,25 +270,26 @@ async def test_keys_of_single_use_values_are_not_stored_in_plaintext(backend: Ba
 
 
 async def test_absolute_lifetime_ends_a_session_in_use(backend: Backend):
-    store = backend.open(lifetime=0.4, idle_timeout=60)
+    store = backend.open(lifetime=400, idle_timeout=60)
     token, _ = await new_session(store)
 
-    for _ in range(3):
+    for _ in range(7):  # 399 s in all, never idle
         assert await store.get(token) is not None
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.4)
+        backend.advance(57)
+    assert await store.get(token) is not None
+    backend.advance(1)
 
     assert await store.get(token) is None
 
 
 async def test_idle_sessions_end_and_use_keeps_them_alive(backend: Backend):
-    store = backend.open(idle_timeout=0.4)
+    store = backend.open(lifetime=600, idle_timeout=40)
     token, session = await new_session(store)
 
-    for _ in range(3):  # 0.75 s in all, longer than the idle timeout, but never idle that long
-        await asyncio.sleep(0.25)
+    for _ in range(3):  # 75 s in all, longer than the idle timeout, but never idle that long
+        backend.advance(25)
         assert await store.get(token) is not None
-    await asyncio.sleep(0.6)
+    backend.advance(40.5)
 
     assert await store.get(token) is None
     assert await backend.open(idle_timeout=60).get_by_id(session.id) is None  # deleted, not only hidden
@@ -266,7 +298,7 @@ async def test_idle_sessions_end_and_use_keeps_them_alive(backend: Backend):
 async def test_last_seen_is_written_at_most_once_per_touch_interval(backend: Backend):
     lazy, eager, observer = backend.open(touch_interval=60), backend.open(touch_interval=0), backend.open()
     token, created = await new_session(lazy)
-    await asyncio.sleep(0.05)
+    backend.advance(5)
 
     assert (await lazy.get(token)).last_seen_at == created.last_seen_at
     assert (await observer.get_by_id(created.id)).last_seen_at == created.last_seen_at
@@ -371,11 +403,11 @@ async def test_first_owner_of_an_mcp_session_wins(backend: Backend):
 
 async def test_binding_expires_unless_its_owner_renews_it(backend: Backend):
     store = backend.open()
-    await store.bind("lapsing", "alice", 0.2)
-    await store.bind("renewed", "alice", 0.3)
-    await asyncio.sleep(0.2)
-    assert await store.bind("renewed", "alice", 0.3) == "alice"
-    await asyncio.sleep(0.2)  # past the first ttl, within the renewed one
+    await store.bind("lapsing", "alice", 20)
+    await store.bind("renewed", "alice", 30)
+    backend.advance(20)
+    assert await store.bind("renewed", "alice", 30) == "alice"
+    backend.advance(20)  # past the first ttl, within the renewed one
 
     assert await store.bind("lapsing", "bob", 10) == "bob"
     assert await store.bind("renewed", "bob", 10) == "alice"
@@ -403,7 +435,7 @@ async def test_hits_count_across_instances_within_a_window(backend: Backend):
     assert await stores[0].hits("login:ada") == 4
     assert await stores[0].hit("login:bob", 0.4) == 1
 
-    await asyncio.sleep(0.5)
+    backend.advance(0.5)
     assert await stores[0].hits("login:ada") == 0
     assert await stores[1].hit("login:ada", 0.4) == 1
 
@@ -417,6 +449,42 @@ async def test_concurrent_hits_are_all_counted(backend: Backend):
     counts = await asyncio.gather(*(stores[i % 2].hit("login:eve", 10) for i in range(20)))
 
     assert sorted(counts) == list(range(1, 21))
+
+
+async def test_concurrent_attempts_are_admitted_up_to_each_limit(backend: Backend):
+    stores = [backend.open(), backend.open()]
+    limits = {"login-fail:user:ada": 5, "login-fail:addr:10.0.0.1": 20}
+
+    admitted = await asyncio.gather(*(stores[i % 2].admit(limits, 60) for i in range(40)))
+
+    assert admitted.count(True) == 5, "check and count must be one step: no more than the limit gets through"
+    assert await stores[0].hits("login-fail:user:ada") == 5
+    assert await stores[1].hits("login-fail:addr:10.0.0.1") == 5, "a refused attempt counts nothing"
+
+
+async def test_the_address_limit_holds_across_usernames(backend: Backend):
+    stores = [backend.open(), backend.open()]
+
+    admitted = await asyncio.gather(*(
+        stores[i % 2].admit({f"login-fail:user:u{i}": 5, "login-fail:addr:10.0.0.2": 20}, 60) for i in range(40)))
+
+    assert admitted.count(True) == 20
+    assert await stores[0].hits("login-fail:addr:10.0.0.2") == 20
+
+
+async def test_released_attempts_and_the_window_free_the_limit(backend: Backend):
+    store = backend.open()
+    limits = {"user": 2}
+    assert [await store.admit(limits, 60) for _ in range(3)] == [True, True, False]
+
+    await store.release("user")
+    assert await store.admit(limits, 60) is True and await store.admit(limits, 60) is False
+    await store.release("never-counted")
+    assert await store.hits("never-counted") == 0, "releasing never goes below zero"
+
+    backend.advance(61)
+    assert await store.admit(limits, 60) is True
+    assert await store.hits("user") == 1, "a new window starts from one"
 
 
 # -- single-use values ------------------------------------------------------------------------
@@ -437,8 +505,10 @@ async def test_put_once_value_can_be_taken_once(backend: Backend):
 
 async def test_single_use_values_expire(backend: Backend):
     store = backend.open()
-    await store.put_once("code-2", "value", 0.2)
-    await asyncio.sleep(0.3)
+    await store.put_once("code-2", "value", 20)
+    backend.advance(19)
+    assert await store.get_value("code-2") == "value"
+    backend.advance(1.5)
 
     assert await store.take_once("code-2") is None
 
@@ -462,7 +532,7 @@ async def test_put_values_are_read_many_times_by_every_instance_until_they_expir
     assert await reader.get_value("never-put") is None
     await writer.put("oauth-client:c1", "replaced", 0.3)
     assert await reader.get_value("oauth-client:c1") == "replaced"
-    await asyncio.sleep(0.4)
+    backend.advance(0.4)
     assert await reader.get_value("oauth-client:c1") is None
 
 
@@ -591,14 +661,15 @@ async def test_sqlite_closed_store_is_unavailable(tmp_path: Path):
 
 
 async def test_sqlite_purges_ended_rows_and_keeps_the_file_private(tmp_path: Path):
-    store = open_store("sqlite:///state/sessions.db", base_dir=tmp_path, lifetime=0.1, idle_timeout=60,
-                       secretbox=None, purge_interval=0)
+    clock = FakeClock()
+    store = open_store("sqlite:///state/sessions.db", base_dir=tmp_path, lifetime=10, idle_timeout=60,
+                       secretbox=None, purge_interval=0, clock=clock)
     try:
         for _ in range(5):
             await new_session(store)
-        await store.hit("h", 0.1)
-        await store.put_once("o", "v", 0.1)
-        await asyncio.sleep(0.2)
+        await store.hit("h", 10)
+        await store.put_once("o", "v", 10)
+        clock.now += 11
         await new_session(store)
     finally:
         await store.close()
@@ -610,6 +681,42 @@ async def test_sqlite_purges_ended_rows_and_keeps_the_file_private(tmp_path: Pat
     assert counts == [1, 0, 0]
     assert journal_mode == "wal"
     assert path.stat().st_mode & 0o077 == 0
+
+
+async def _in_processes(workers: int, timeout: float, job: Callable[[int, Any, Any], tuple]) -> list[Any]:
+    """Run `job(worker, barrier, results)` -> (target, args) in `workers` spawned processes; one report each."""
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(workers), context.Queue()
+    processes = [context.Process(target=target, args=args)
+                 for target, args in (job(w, barrier, results) for w in range(workers))]
+    for process in processes:
+        process.start()
+    try:
+        deadline = time.monotonic() + timeout
+        return [await asyncio.to_thread(results.get, True, max(1.0, deadline - time.monotonic()))
+                for _ in range(workers)]
+    finally:
+        for process in processes:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+
+
+async def test_sqlite_a_store_opened_while_another_process_writes_can_read(tmp_path: Path):
+    first = open_store("sqlite:///sessions.db", base_dir=tmp_path, lifetime=60, idle_timeout=60, secretbox=None)
+    token, _ = await new_session(first)
+    await first.close()
+    writer = sqlite3.connect(tmp_path / "sessions.db", isolation_level=None)
+    writer.execute("BEGIN EXCLUSIVE")  # in WAL mode readers go on
+    later = open_store("sqlite:///sessions.db", base_dir=tmp_path, lifetime=60, idle_timeout=60, secretbox=None,
+                       busy_timeout=0.2, touch_interval=60)
+    try:
+        assert (await later.get(token)) is not None, "setting up an existing file must not need the write lock"
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        await later.close()
 
 
 def _hammer(path: str, worker: int, workers: int, rounds: int, barrier: Any, results: Any) -> None:
@@ -646,22 +753,8 @@ def _hammer(path: str, worker: int, workers: int, rounds: int, barrier: Any, res
 async def test_sqlite_several_processes_share_one_file(tmp_path: Path):
     workers, rounds = 3, 25
     path = tmp_path / "shared" / "sessions.db"  # not created yet: the processes race to create it
-    context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(workers), context.Queue()
-    processes = [context.Process(target=_hammer, args=(str(path), w, workers, rounds, barrier, results))
-                 for w in range(workers)]
-    for process in processes:
-        process.start()
-    try:
-        deadline = time.monotonic() + 40
-        reports = [await asyncio.to_thread(results.get, True, max(1.0, deadline - time.monotonic()))
-                   for _ in range(workers)]
-    finally:
-        for process in processes:
-            process.join(10)
-            if process.is_alive():
-                process.kill()
-                process.join(5)
+    reports = await _in_processes(workers, 40, lambda w, barrier, results: (
+        _hammer, (str(path), w, workers, rounds, barrier, results)))
 
     assert [r.get("error") for r in reports] == [None] * workers, reports
     won = [code for report in reports for code in report["won"]]
@@ -678,6 +771,42 @@ async def test_sqlite_several_processes_share_one_file(tmp_path: Path):
         assert await store.hit("shared-counter", 60) == workers * rounds + 1
     finally:
         await store.close()
+
+
+def _open_fresh_files(root: str, worker: int, rounds: int, barrier: Any, results: Any) -> None:
+    """One OS process opening, in each round, a fresh database file at the same moment as the others."""
+
+    async def first_use(path: Path) -> None:
+        # Two store objects and several threads each: the first open races within the process too.
+        stores = [open_store(f"sqlite:///{path}", base_dir=Path("/"), lifetime=60, idle_timeout=60, secretbox=None)
+                  for _ in range(2)]
+        try:
+            await asyncio.gather(*(store.ping() for store in stores for _ in range(3)),
+                                 *(new_session(store, subject=f"w{worker}") for store in stores))
+        finally:
+            for store in stores:
+                await store.close()
+
+    failures = []
+    for round_ in range(rounds):
+        barrier.wait(60)
+        try:
+            asyncio.run(first_use(Path(root) / f"round-{round_}" / "sessions.db"))
+        except BaseException as exc:  # reported to the parent, which fails the test with it
+            failures.append(f"round {round_}: {exc!r}")
+    results.put({"worker": worker, "failures": failures})
+
+
+async def test_sqlite_first_open_of_a_fresh_file_by_many_processes_at_once(tmp_path: Path):
+    workers, rounds = 6, 20
+    reports = await _in_processes(workers, 50, lambda w, barrier, results: (
+        _open_fresh_files, (str(tmp_path), w, rounds, barrier, results)))
+
+    assert [failure for report in reports for failure in report["failures"]] == []
+    for round_ in range(rounds):
+        with contextlib.closing(sqlite3.connect(tmp_path / f"round-{round_}" / "sessions.db")) as conn:
+            assert conn.execute("SELECT count(*) FROM sessions").fetchone()[0] == workers * 2
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 # -- opening a store from its URL -------------------------------------------------------------
