@@ -15,7 +15,7 @@ import pytest
 
 from tests.e2e.conftest import ADMIN_PASSWORD, wait_for_login_app
 from tests.support.gateway import mitmdump_args, run_gateway, server_entry, write_config
-from tests.support.launcher import wait_until
+from tests.support.waiting import wait_until
 from tests.support.processes import REPO, free_port, running, wait_for_port
 from tests.support.recorder import recording_upstream
 
@@ -45,7 +45,7 @@ def test_the_example_passes_the_token_and_no_gateway_file_holds_it(tmp_path):
         assert '"/user"' in done.stdout  # the stand-in GitHub's answer came back through the gateway
         assert [r.headers["authorization"] for r in github.requests] == [f"token {TOKEN}"]
         audit = gw.state_dir / "audit.jsonl"
-        wait_until(lambda: audit.exists() and "get_github_user" in audit.read_text(), what="the tools/call audit record")
+        wait_until(lambda: audit.exists() and "get_github_user" in audit.read_text(), message="the tools/call audit record")
     # Every file of the gateway's run: its log (at DEBUG), the audit log, the session store,
     # the login app's and mitmproxy's files.
     written = [p for p in gateway_dir.rglob("*") if p.is_file()]
@@ -84,7 +84,7 @@ def test_mitmweb_stores_masked_arguments_while_the_upstream_receives_them(tmp_pa
                 flows = httpx.get(f"{web}/flows", params={"token": WEB_PASSWORD}, timeout=10).json()
                 return [f for f in flows if f["request"]["method"] == "POST" and f.get("response")]
 
-            wait_until(lambda: len(posted()) >= len(sent), what="the two POST flows in mitmweb")
+            wait_until(lambda: len(posted()) >= len(sent), message="the two POST flows in mitmweb")
             flows = posted()
             stored = [httpx.get(f"{web}/flows/{f['id']}/request/content.data", params={"token": WEB_PASSWORD},
                                 timeout=10).content for f in flows]

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.support.gateway import run_gateway, server_entry
-from tests.support.launcher import wait_until
+from tests.support.waiting import wait_until
 from tests.support.mcp_clients import ACCEPT, INIT, session_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -50,13 +50,13 @@ def test_a_file_added_at_run_time_becomes_reachable_and_a_deleted_one_goes(files
     assert httpx.get(url, timeout=10).status_code == 404
     upstream = httpx.get(f"{files_gateway.url}/api/servers/currenttime", timeout=10).json()["url"]
     (files_gateway.folder / "latecomer.json").write_text(definition("/latecomer", upstream))
-    wait_until(lambda: httpx.get(url, timeout=10).status_code == 200, what="the new file")
+    wait_until(lambda: httpx.get(url, timeout=10).status_code == 200, message="the new file")
     entry = httpx.get(url, timeout=10).json()
     assert entry["enabled"] is True and entry["description"] == "from a file"
     initialized = httpx.post(files_gateway.streamable_url("latecomer"), json=INIT, headers=ACCEPT, timeout=10)
     assert initialized.status_code == 200 and "serverInfo" in initialized.text  # reached the upstream
     (files_gateway.folder / "latecomer.json").unlink()
-    wait_until(lambda: httpx.get(url, timeout=10).status_code == 404, what="the deleted file to go")
+    wait_until(lambda: httpx.get(url, timeout=10).status_code == 404, message="the deleted file to go")
 
 
 def test_server_state_false_answers_503(files_gateway):
@@ -82,10 +82,10 @@ def test_an_edit_of_the_state_file_by_hand_applies_without_a_restart(files_gatew
     state = files_gateway.folder / STATE
     url = f"{files_gateway.url}/api/servers/currenttime"
     state.write_text(json.dumps({"/currenttime": False, "/parked": False}))
-    wait_until(lambda: httpx.get(url, timeout=10).json()["enabled"] is False, what="the state file to apply")
+    wait_until(lambda: httpx.get(url, timeout=10).json()["enabled"] is False, message="the state file to apply")
     assert httpx.post(files_gateway.streamable_url("currenttime"), json={}, timeout=10).status_code == 503
     state.write_text(json.dumps({"/currenttime": True, "/parked": False}))
-    wait_until(lambda: httpx.get(url, timeout=10).json()["enabled"] is True, what="the state file to apply again")
+    wait_until(lambda: httpx.get(url, timeout=10).json()["enabled"] is True, message="the state file to apply again")
 
 
 def test_a_bad_file_is_logged_by_name_and_the_others_keep_working(files_gateway):
