@@ -8,6 +8,7 @@ from . import error_pages
 from .auditor import Auditor
 from .authorizer import Authorizer
 from .forwarder import Forwarder
+from .health import HealthChecks
 from .identify import Identify
 from .mask_arguments import MaskArguments
 from .metrics import Metrics
@@ -40,5 +41,6 @@ def build_chain() -> list[object]:
         Metrics(runtime),
         MaskArguments(runtime),
         ServerFilesWatch(runtime),
+        HealthChecks(runtime),
         LoginAppSupervisor(runtime),
     ]

@@ -2,6 +2,7 @@
 
     GET    /api/servers              list (all with mcp:registry:read, else the readable ones)
     GET    /api/servers/{s}          read
+    GET    /api/servers/{s}/tools    its tools (from the last health check), each with may_call and the scope
     POST   /api/servers/{s}/toggle   enable/disable ({"enabled": bool}; no body flips it)
     PUT    /api/servers/{s}          edit (PATCH too)
     POST   /api/servers              register
@@ -21,10 +22,12 @@ from mitmproxy import http
 from mcp_gateway.authz import decide_registry, readable_servers
 from mcp_gateway.config import ServerConfig
 from mcp_gateway.registry import RegistryError
+from mcp_gateway.registry_views import health_summary, tools_view
 from mcp_gateway.routing import Area
 
 from .authorizer import record
 from .failclosed import refuse_on_error
+from .health import health_board
 from .identify import identified
 from .responses import json_ok
 from .router import refuse
@@ -40,6 +43,7 @@ ACTIONS = {
     ("entry", "PATCH"): "edit",
     ("entry", "DELETE"): "delete",
     ("toggle", "POST"): "toggle",
+    ("tools", "GET"): "tools",
 }
 
 
@@ -65,7 +69,7 @@ class RegistryApi:
         open_access = identity.kind == "anonymous"
         scopes = frozenset() if open_access else self.scopes_of(identity)
         if not open_access:
-            decision = decide_registry(scopes, action, found.server)
+            decision = decide_registry(scopes, "read" if action == "tools" else action, found.server)
             record(flow, decision)
             if not decision.allowed:
                 log.warning("access refused: registry %s %s by %s: missing %s", action, found.server or "",
@@ -88,6 +92,11 @@ class RegistryApi:
             return json_ok({"servers": [self._entry(s) for s in servers if s.name in visible]})
         if action == "read":
             return json_ok(self._entry(self._existing(name)))
+        if action == "tools":
+            server = self._existing(name)
+            health = self._health(server.name)
+            return json_ok({"server": server.name, "health": health_summary(health),
+                            "tools": tools_view(None if open_access else scopes, server.name, health)})
         if action == "delete":
             registry.delete(name)
             log.info("registry: server %s deleted", name)
@@ -150,7 +159,12 @@ class RegistryApi:
                 "streamable": f"{public}/api/streamable/{server.name}",
             },
             "upstream_header": server.upstream_header or None,
+            "health": health_summary(self._health(server.name)),
         }
+
+    def _health(self, name: str):
+        board = health_board(self.runtime)
+        return board.latest.get(name) if board is not None else None
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -123,6 +123,8 @@ class GatewayConfig:
     metrics_host: str = "127.0.0.1"
     servers_dir: Path | None = None  # None: no servers from files
     masked_argument_names: tuple[str, ...] = ()
+    health_check_interval: float = 60.0
+    health_check_timeout: float = 10.0
 
     @property
     def public_origin(self) -> str:
@@ -258,6 +260,8 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         metrics_host=gw["metrics_host"],
         servers_dir=(base_dir / gw["servers_dir"]).resolve(),
         masked_argument_names=tuple(p.lower() for p in gw["masked_argument_names"]),
+        health_check_interval=gw["health_check_interval"],
+        health_check_timeout=gw["health_check_timeout"],
     )
 
 
