@@ -54,8 +54,11 @@ class HealthChecks:
         async def one(server) -> None:
             credential = await asyncio.to_thread(upstream_credential, server) if server.upstream_header else None
             health = await check_server(server, credential, config.health_check_timeout)
-            if not health.ok:
+            before = board.latest.get(server.name)
+            if not health.ok and (before is None or before.error != health.error):  # a change, not every round
                 log.warning("health: server %s failing: %s", server.name, health.error)
+            elif health.ok and before is not None and not before.ok:
+                log.info("health: server %s healthy again", server.name)
             await board.write(health)
 
         await asyncio.gather(*(one(server) for server in servers))

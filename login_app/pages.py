@@ -12,7 +12,7 @@ from .context import TEMPLATES, context, identity_of
 from .cookies import current_session
 from .origin import csrf_token
 
-DEFAULT_LANDING = "/oauth/session"
+DEFAULT_LANDING = "/"  # the registry's servers page (login_app/registry)
 
 
 def render(request: Request, template: str, status: int = 200, headers: dict[str, str] | None = None,
