@@ -13,6 +13,7 @@ from .identify import Identify
 from .mask_arguments import MaskArguments
 from .metrics import Metrics
 from .registry_api import RegistryApi
+from .registry_mcp import RegistryMcp
 from .resource_metadata import ResourceMetadata
 from .router import Router
 from .runtime import Runtime
@@ -35,6 +36,7 @@ def build_chain() -> list[object]:
         SessionBinding(runtime),
         authorizer,
         RegistryApi(runtime, authorizer.scopes_of),
+        RegistryMcp(runtime),
         Forwarder(runtime),
         UpstreamTimeouts(runtime),
         Auditor(runtime),

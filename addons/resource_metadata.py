@@ -41,7 +41,8 @@ class ResourceMetadata:
             return refuse(flow, 405, "protected-resource metadata is read with GET", {"allow": "GET, HEAD"})
         if not config.auth.enabled:
             return refuse(flow, 404, "authentication is off: no protected resources")
-        if found.server is None or registry.get(found.server) is None:
+        if found.server is None or (registry.get(found.server) is None
+                                    and found.server not in self.runtime.services.get("builtin_servers", {})):
             return refuse(flow, 404, "no protected resource here; metadata lives at "
                                      "/.well-known/oauth-protected-resource/api/{execute|streamable}/{server}")
         metadata = protected_resource_metadata(config.public_url, found.rest, found.server)
