@@ -20,6 +20,7 @@ from tests.browser.test_login_pages import sign_in
 from tests.e2e.conftest import ADMIN_PASSWORD, wait_for_login_app
 from tests.support.facade import Facade
 from tests.support.gateway import Gateway, run_gateway, server_entry
+from tests.support.launcher import wait_until
 from tests.support.mcp_clients import ACCEPT, INIT
 from tests.support.processes import REPO, free_port
 from tests.support.upstreams import mcp_upstream
@@ -117,10 +118,11 @@ def test_toggler_flips_the_switch_with_the_keyboard(pages_gateway, browser_page)
         page.keyboard.press("Enter")
     assert page.get_by_role("status").inner_text() == "The server's state was changed."
     assert page.get_by_role("switch", name="currenttime enabled").get_attribute("aria-checked") == "false"
-    assert _enabled(pages_gateway, "currenttime") is False
+    # The proxy re-reads the registry's state file within a second (mcp_gateway/registry.py).
+    wait_until(lambda: _enabled(pages_gateway, "currenttime") is False, 10, "the proxy sees the server disabled")
     with page.expect_navigation():
         page.get_by_role("switch", name="currenttime enabled").click()
-    assert _enabled(pages_gateway, "currenttime") is True
+    wait_until(lambda: _enabled(pages_gateway, "currenttime") is True, 10, "the proxy sees the server enabled")
 
 
 def _enabled(gw: Gateway, name: str) -> bool:
