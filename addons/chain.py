@@ -11,11 +11,13 @@ from .access_log import AccessLogFile
 from .auditor import Auditor
 from .authorizer import Authorizer
 from .forwarder import Forwarder
+from .health import HealthChecks
 from .identify import Identify
 from .mask_arguments import MaskArguments
 from .idp_startup import IdpStartupCheck
 from .metrics import Metrics
 from .registry_api import RegistryApi
+from .registry_mcp import RegistryMcp
 from .resource_metadata import ResourceMetadata
 from .router import Router
 from .runtime import Runtime
@@ -40,6 +42,7 @@ def build_chain() -> list[object]:
         SessionBinding(runtime),
         authorizer,
         RegistryApi(runtime, authorizer.scopes_of),
+        RegistryMcp(runtime),
         Forwarder(runtime),
         UpstreamTimeouts(runtime),
         UpstreamTls(runtime),
@@ -49,5 +52,6 @@ def build_chain() -> list[object]:
         MaskArguments(runtime),
         ServerFilesWatch(runtime),
         IdpStartupCheck(runtime),  # before the supervisor: a misconfigured IdP stops start-up first
+        HealthChecks(runtime),
         LoginAppSupervisor(runtime),
     ]

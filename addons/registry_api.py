@@ -2,6 +2,7 @@
 
     GET    /api/servers              list (all with mcp:registry:read, else the readable ones)
     GET    /api/servers/{s}          read
+    GET    /api/servers/{s}/tools    its tools (from the last health check), each with may_call and the scope
     POST   /api/servers/{s}/toggle   enable/disable ({"enabled": bool}; no body flips it)
     PUT    /api/servers/{s}          edit (PATCH too)
     POST   /api/servers              register
@@ -24,10 +25,12 @@ from mcp_gateway.registry_fields import FieldProblem, check_body, decide_edit, o
 from mcp_gateway.scopes import server_scope
 from mcp_gateway.config import ServerConfig
 from mcp_gateway.registry import RegistryError
+from mcp_gateway.registry_views import health_summary, tools_view
 from mcp_gateway.routing import Area
 
 from .authorizer import record
 from .failclosed import refuse_on_error
+from .health import health_board
 from .identify import identified
 from .responses import json_ok
 from .router import refuse
@@ -43,6 +46,7 @@ ACTIONS = {
     ("entry", "PATCH"): "edit",
     ("entry", "DELETE"): "delete",
     ("toggle", "POST"): "toggle",
+    ("tools", "GET"): "tools",
 }
 
 
@@ -84,7 +88,7 @@ class RegistryApi:
     def _decide(self, flow: http.HTTPFlow, scopes: frozenset[str], action: str, name: str | None) -> Decision:
         """Edits are decided field by field (mcp_gateway/registry_fields.py); the rest by action."""
         if action != "edit":
-            return decide_registry(scopes, action, name)
+            return decide_registry(scopes, "read" if action == "tools" else action, name)
         if not decide_registry(scopes, "edit", name).allowed and server_scope(name, "toggle") not in scopes:
             return decide_registry(scopes, "edit", name)  # no scope of the table: refused before the body is read
         fields = self._edit_fields(flow, name)
@@ -115,6 +119,11 @@ class RegistryApi:
             return json_ok({"servers": [self._entry(s) for s in servers if s.name in visible]})
         if action == "read":
             return json_ok(self._entry(self._existing(name)))
+        if action == "tools":
+            server = self._existing(name)
+            health = self._health(server.name)
+            return json_ok({"server": server.name, "health": health_summary(health),
+                            "tools": tools_view(None if open_access else scopes, server.name, health)})
         if action == "delete":
             await asyncio.to_thread(registry.delete, name)
             log.info("registry: server %s deleted", name)
@@ -180,7 +189,12 @@ class RegistryApi:
             "tags": list(server.tags),
             "verify_tls": server.verify_tls,
             "upstream_header": server.upstream_header or None,
+            "health": health_summary(self._health(server.name)),
         }
+
+    def _health(self, name: str):
+        board = health_board(self.runtime)
+        return board.latest.get(name) if board is not None else None
 
 
 def _warn_unverified(server: ServerConfig) -> None:

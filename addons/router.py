@@ -89,7 +89,7 @@ class Router:
                 return refuse(flow, 400, "protocol upgrades (WebSocket, h2c) are not accepted on /api/*")
         flow.metadata[ROUTE] = found
         if found.is_mcp:
-            server = registry.get(found.server)
+            server = registry.get(found.server) or self.runtime.services.get("builtin_servers", {}).get(found.server)
             if server is None:
                 return refuse(flow, 404, f"unknown server {found.server!r}")
             if not server.enabled:

@@ -24,6 +24,7 @@ from .facade import FACADE_ROUTES
 from .local_login import local_login
 from .oauth_flow import finish_login, start_login
 from .pages import login_page, signed_in_page
+from .registry import REGISTRY_ROUTES
 from .session_api import json_error, logout, me
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ ROUTES = [
     Route("/oauth/session", signed_in_page, methods=["GET"]),
     Route("/oauth/healthz", health, methods=["GET"]),
     *FACADE_ROUTES,
+    *REGISTRY_ROUTES,
 ]
 
 

@@ -12,7 +12,7 @@ from .context import TEMPLATES, context, identity_of
 from .cookies import current_session
 from .origin import csrf_token
 
-DEFAULT_LANDING = "/oauth/session"
+DEFAULT_LANDING = "/"  # the registry's servers page (login_app/registry)
 
 
 def render(request: Request, template: str, status: int = 200, headers: dict[str, str] | None = None,
@@ -53,7 +53,7 @@ async def signed_in_page(request: Request) -> Response:
         return render(request, "message.html", 503, heading="Unavailable",
                       message="The session store is unavailable. Try again shortly.")
     if session is None:
-        return RedirectResponse(f"/oauth/login?next={_quote(DEFAULT_LANDING)}", status_code=302)
+        return RedirectResponse("/oauth/login?next=/oauth/session", status_code=302)
     identity = identity_of(session)
     return render(request, "signed_in.html", user=identity.username, email=session.email,
                   provider=identity.provider, groups=identity.groups,

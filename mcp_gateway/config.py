@@ -139,6 +139,8 @@ class GatewayConfig:
     from_file: bool = True  # False: configured by the environment alone (`source` names the absent default file)
     credentials_dir: Path | None = None  # None: no file credentials
     editor_upstream_hosts: tuple[str, ...] = ()
+    health_check_interval: float = 60.0
+    health_check_timeout: float = 10.0
 
     @property
     def public_origin(self) -> str:
@@ -288,6 +290,8 @@ def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | No
         from_file=from_file,
         credentials_dir=credentials_dir,
         editor_upstream_hosts=gw["editor_upstream_hosts"],
+        health_check_interval=gw["health_check_interval"],
+        health_check_timeout=gw["health_check_timeout"],
     )
 
 

@@ -191,6 +191,9 @@ GATEWAY_KEYS = (
         "Tool-call argument names (glob patterns, case-insensitive) whose values mitmweb's stored flows show as "
         "\"***\" once forwarded; the upstream still receives them. An empty list turns masking off. "
         "See docs/end-to-end-tokens.md."),
+    Key("health_check_interval", as_duration, "60s",
+        "How often the gateway checks each enabled server with an MCP initialize + tools/list (docs/registry-ui.md)."),
+    Key("health_check_timeout", as_duration, "10s", "Time allowed for one server's health check before it counts as failing."),
     Key("metrics_port", as_port, 0,
         "Port of the Prometheus metrics listener, separate from the proxy's (never reachable through it); 0: off."),
     Key("metrics_host", as_nonempty_str, "127.0.0.1",

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, replace
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
+from .grant_index import GrantIndex
 from .oauth_errors import OAuthError
 from .sessions import Session, SessionStore
 
@@ -167,6 +168,7 @@ class Grants:
             kept = replace(grant, redirect_uri="", code_challenge="")
             await self.store.put_once(_refresh_key(refresh_token), kept.to_json(), remaining)
         await self._remember_access_token(grant.family, session.id, remaining)
+        await GrantIndex(self.store).record(grant)  # "my OAuth clients" (docs/registry-ui.md)
         return IssuedTokens(token, int(lifetime), refresh_token, session)
 
     async def redeem_refresh_token(self, token: str) -> Grant:

@@ -20,7 +20,7 @@ class Area(Enum):
     SSE = "execute"            # /api/execute/{s}[/...]
     STREAMABLE = "streamable"  # /api/streamable/{s}
     REGISTRY = "registry"      # /api/servers[/{s}[/toggle]]
-    LOGIN = "login"            # /oauth/*, authorization-server metadata: the login app
+    LOGIN = "login"            # /oauth/*, authorization-server metadata, / and /registry/* pages: the login app
     RESOURCE_METADATA = "resource-metadata"  # /.well-known/oauth-protected-resource/api/{transport}/{s}
     HEALTH = "health"          # /healthz
     API_OTHER = "api-other"    # any other /api/* path: authenticated like the rest, then 404
@@ -32,7 +32,7 @@ class Route:
     server: str | None = None
     rest: str = ""     # the path after /api/{transport}/{s}, "" when none
     query: str = ""    # the raw query string, without "?"
-    action: str = ""   # registry: "collection", "entry" or "toggle"
+    action: str = ""   # registry: "collection", "entry", "toggle" or "tools"
 
     @property
     def is_mcp(self) -> bool:
@@ -82,7 +82,7 @@ def route(target: str) -> Route | None:
         return _api_route(segments[1:], query)
     if head == "oauth" or path == "/.well-known/oauth-authorization-server" or path.startswith(
         "/.well-known/oauth-authorization-server/"
-    ) or path == "/.well-known/openid-configuration":
+    ) or path == "/.well-known/openid-configuration" or path == "/" or head == "registry":
         return Route(Area.LOGIN, query=query)
     if path.startswith("/.well-known/oauth-protected-resource"):
         return _resource_metadata_route(segments[2:], query)
@@ -119,6 +119,8 @@ def _api_route(segments: list[str], query: str) -> Route:
             return Route(Area.REGISTRY, server=server, query=query, action="entry")
         if tail in (["toggle"], ["toggle", ""]):
             return Route(Area.REGISTRY, server=server, query=query, action="toggle")
+        if tail in (["tools"], ["tools", ""]):
+            return Route(Area.REGISTRY, server=server, query=query, action="tools")
         raise RouteError(404, "no such registry path")
     return Route(Area.API_OTHER, query=query)
 

@@ -135,12 +135,12 @@ def test_cross_site_logout_is_refused(auth_gateway, origin):
 @pytest.mark.parametrize("next_value,expected", [
     ("/oauth/me", "/oauth/me"),
     ("/api/servers?x=1", "/api/servers?x=1"),
-    ("//evil.example", "/oauth/session"),
-    ("https://evil.example/", "/oauth/session"),
-    ("/\\evil.example", "/oauth/session"),
-    ("/%2f%2fevil.example", "/oauth/session"),
-    ("javascript:alert(1)", "/oauth/session"),
-    ("\t//evil.example", "/oauth/session"),
+    ("//evil.example", "/"),  # the default landing: the servers page
+    ("https://evil.example/", "/"),  # the default landing: the servers page
+    ("/\\evil.example", "/"),  # the default landing: the servers page
+    ("/%2f%2fevil.example", "/"),  # the default landing: the servers page
+    ("javascript:alert(1)", "/"),  # the default landing: the servers page
+    ("\t//evil.example", "/"),  # the default landing: the servers page
 ])
 def test_login_redirects_only_to_same_origin_paths(auth_gateway, next_value, expected):
     response = httpx.post(f"{auth_gateway.url}/oauth/login/local",

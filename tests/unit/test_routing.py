@@ -47,4 +47,10 @@ def test_an_overlong_path_is_414():
 
 
 def test_unknown_paths_are_not_routed():
-    assert route("/") is None and route("/favicon.ico") is None and route("/API/execute/a") is None
+    assert route("/favicon.ico") is None and route("/API/execute/a") is None and route("/registryx") is None
+
+
+def test_the_registry_pages_go_to_the_login_app():
+    for path in ("/", "/registry/servers/a", "/registry/access", "/registry/static/registry.css"):
+        assert route(path).area is Area.LOGIN
+    assert route("/api/servers/a/tools").action == "tools"

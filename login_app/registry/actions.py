@@ -1,0 +1,153 @@
+"""The registry pages' form posts: toggle, edit, register, delete, revoke a client.
+
+Each runs the same checks as the registry API — a same-origin `Origin` or the session's CSRF
+token (login_app/origin.py), then mcp_gateway.authz.decide_registry — and answers a person
+with a 303 back to the page (the result in the query) and a script with JSON."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from mcp_gateway.authz import decide_registry
+from mcp_gateway.grant_index import GrantIndex
+from mcp_gateway.oauth_grants import Grants
+from mcp_gateway.registry import RegistryError
+from mcp_gateway.scopes import is_server_name
+from mcp_gateway.sessions import StoreUnavailable
+
+from ..context import client_address
+from ..origin import same_origin_or_token
+from ..session_api import json_error
+from .viewer import Viewer, unavailable, viewer_or_answer
+from .views import editable_fields
+
+log = logging.getLogger(__name__)
+
+MAX_FIELD = 2000
+
+
+def _back(to: str, *, done: str | None = None, error: str | None = None) -> Response:
+    query = f"done={done}" if done else f"error={quote(error or '', safe='')}"
+    return RedirectResponse(f"{to}?{query}", status_code=303)
+
+
+def action(name: str):
+    def wrap(perform):
+        async def endpoint(request: Request) -> Response:
+            seen = await viewer_or_answer(request)
+            if not isinstance(seen, Viewer):
+                return json_error(401, "unauthenticated", "sign in first") if request.method == "POST" else seen
+            form = await request.form()
+            if not same_origin_or_token(request, seen.ctx.config, seen.session.id, str(form.get("csrf_token") or "")):
+                log.warning("auth: registry page %s refused: cross-site request (client %s)", name,
+                            client_address(request))
+                return json_error(403, "forbidden", "cross-site request refused: send a same-origin Origin or the "
+                                                    "csrf_token of the page")
+            try:
+                return await perform(request, seen, form)
+            except StoreUnavailable:
+                return unavailable(request)
+        return endpoint
+    return wrap
+
+
+def _allowed(viewer: Viewer, what: str, server: str | None) -> str | None:
+    """None when allowed, else the missing scope (logged like the API's refusals)."""
+    decision = decide_registry(viewer.scopes, what, server)  # type: ignore[arg-type]
+    if decision.allowed:
+        return None
+    log.warning("access refused: registry page %s %s by %s: missing %s", what, server or "",
+                viewer.session.username, decision.scope)
+    return decision.scope
+
+
+def _refused(scope: str) -> Response:
+    return json_error(403, "forbidden", f"this needs {scope}")
+
+
+def _server_name(request: Request) -> str:
+    name = request.path_params["name"]
+    return name if is_server_name(name) else ""
+
+
+@action("toggle")
+async def toggle(request: Request, viewer: Viewer, form) -> Response:
+    name = _server_name(request)
+    if missing := _allowed(viewer, "toggle", name or None):
+        return _refused(missing)
+    server = viewer.ctx.registry.get(name)
+    if server is None:
+        return json_error(404, "not_found", f"unknown server {name!r}")
+    wanted = form.get("enabled")
+    enabled = (wanted == "true") if wanted in ("true", "false") else not server.enabled
+    viewer.ctx.registry.set_enabled(name, enabled)
+    log.info("registry: server %s %s by %s (page)", name, "enabled" if enabled else "disabled", viewer.session.username)
+    return _back(_return_to(form), done="toggled")
+
+
+@action("edit")
+async def edit(request: Request, viewer: Viewer, form) -> Response:
+    name = _server_name(request)
+    if missing := _allowed(viewer, "edit", name or None):
+        return _refused(missing)
+    allowed = editable_fields(viewer, name)
+    sent = {key: str(form[key]).strip() for key in form if key not in ("csrf_token", "return_to")}
+    if extra := sorted(set(sent) - set(allowed)):
+        return json_error(403, "forbidden", f"your scopes do not let you change: {', '.join(extra)}")
+    if any(len(value) > MAX_FIELD for value in sent.values()):
+        return json_error(400, "bad_request", f"a field is longer than {MAX_FIELD} characters")
+    to = f"/registry/servers/{name}"
+    try:
+        viewer.ctx.registry.edit(name, sent)
+    except RegistryError as e:
+        return _back(to, error=e.message) if e.status == 400 else json_error(e.status, "refused", e.message)
+    log.info("registry: server %s edited by %s (page: %s)", name, viewer.session.username, ", ".join(sorted(sent)))
+    return _back(to, done="saved")
+
+
+@action("delete")
+async def delete(request: Request, viewer: Viewer, form) -> Response:
+    name = _server_name(request)
+    if missing := _allowed(viewer, "delete", name or None):
+        return _refused(missing)
+    try:
+        viewer.ctx.registry.delete(name)
+    except RegistryError as e:
+        return json_error(e.status, "refused", e.message)
+    log.info("registry: server %s deleted by %s (page)", name, viewer.session.username)
+    return _back("/", done="deleted")
+
+
+@action("register")
+async def register(request: Request, viewer: Viewer, form) -> Response:
+    if missing := _allowed(viewer, "register", None):
+        return _refused(missing)
+    fields = {key: str(form.get(key) or "").strip() for key in ("name", "url", "description")}
+    fields = {k: v for k, v in fields.items() if v}
+    try:
+        server = viewer.ctx.registry.register(fields)
+    except RegistryError as e:
+        return _back("/", error=e.message) if e.status in (400, 409) else json_error(e.status, "refused", e.message)
+    log.info("registry: server %s registered by %s (page)", server.name, viewer.session.username)
+    return _back("/", done="registered")
+
+
+@action("revoke")
+async def revoke_client(request: Request, viewer: Viewer, form) -> Response:
+    family = request.path_params["grant"]
+    session = viewer.session
+    # Only a grant listed under this person is found: another person's id changes nothing.
+    if not await GrantIndex(viewer.ctx.store).forget(session.subject, session.provider, family):
+        return json_error(404, "not_found", "no such authorized client")
+    await Grants(viewer.ctx.store).revoke_family(family)
+    log.info("auth: OAuth client access revoked by %s (grant %.8s)", session.username, family)
+    return _back("/registry/clients", done="revoked")
+
+
+def _return_to(form) -> str:
+    target = str(form.get("return_to") or "/")
+    return target if target == "/" or (target.startswith("/registry/servers/") and is_server_name(target[18:])) else "/"
