@@ -182,6 +182,11 @@ class Authorizer:
         if errors and decide_mcp_connect(held, found.server).allowed:
             flow.response = jsonrpc_errors_answer(flow.request.headers.get("accept", ""), errors, batch)
             return
+        if errors and not batch:
+            # No access at all: still a 403, but shaped as the request's JSON-RPC error too, so SDK
+            # clients (which parse a non-2xx JSON body as JSON-RPC) show the message naming the scope.
+            return refuse(flow, 403, decision.reason, jsonrpc="2.0", id=errors[0]["id"], error=errors[0]["error"],
+                          scope=decision.scope)
         refuse(flow, 403, decision.reason, scope=decision.scope)
 
     @staticmethod

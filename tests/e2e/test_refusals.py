@@ -125,6 +125,9 @@ def test_no_access_at_all_is_a_403_without_a_challenge(auth_gateway, transport, 
     is_call = body is not None and body["method"] == "tools/call"
     assert answer.json()["scope"] == (COUNTDOWN_SCOPE if is_call else "mcp:server:currenttime:read")
     assert "(group mcp-server-currenttime" in answer.json()["message"]
+    if body is not None:  # also the request's JSON-RPC error, which SDK clients show for a non-2xx answer
+        assert answer.json()["id"] == body["id"] and answer.json()["error"]["code"] == -32003
+        assert answer.json()["scope"] in answer.json()["error"]["message"]
 
 
 def test_a_registry_refusal_is_a_403_without_a_challenge(auth_gateway):
