@@ -6,6 +6,7 @@ with a 303 back to the page (the result in the query) and a script with JSON."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from urllib.parse import quote
 
@@ -13,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from mcp_gateway.authz import decide_registry
+from mcp_gateway.registry_fields import decide_edit, origin_of
 from mcp_gateway.grant_index import GrantIndex
 from mcp_gateway.oauth_grants import Grants
 from mcp_gateway.registry import RegistryError
@@ -84,7 +86,7 @@ async def toggle(request: Request, viewer: Viewer, form) -> Response:
         return json_error(404, "not_found", f"unknown server {name!r}")
     wanted = form.get("enabled")
     enabled = (wanted == "true") if wanted in ("true", "false") else not server.enabled
-    viewer.ctx.registry.set_enabled(name, enabled)
+    await asyncio.to_thread(viewer.ctx.registry.set_enabled, name, enabled)
     log.info("registry: server %s %s by %s (page)", name, "enabled" if enabled else "disabled", viewer.session.username)
     return _back(_return_to(form), done="toggled")
 
@@ -100,9 +102,14 @@ async def edit(request: Request, viewer: Viewer, form) -> Response:
         return json_error(403, "forbidden", f"your scopes do not let you change: {', '.join(extra)}")
     if any(len(value) > MAX_FIELD for value in sent.values()):
         return json_error(400, "bad_request", f"a field is longer than {MAX_FIELD} characters")
+    # The same field-by-scope rule as the registry API (mcp_gateway/registry_fields.py, docs/registry.md).
+    others = [o for s in viewer.ctx.registry.all() if s.name != name and (o := origin_of(s.url))]
+    decision = decide_edit(viewer.scopes, name, sent, viewer.ctx.config.editor_upstream_hosts, others)
+    if not decision.allowed:
+        return _refused(decision.scope)
     to = f"/registry/servers/{name}"
     try:
-        viewer.ctx.registry.edit(name, sent)
+        await asyncio.to_thread(viewer.ctx.registry.edit, name, sent)
     except RegistryError as e:
         return _back(to, error=e.message) if e.status == 400 else json_error(e.status, "refused", e.message)
     log.info("registry: server %s edited by %s (page: %s)", name, viewer.session.username, ", ".join(sorted(sent)))
@@ -115,7 +122,7 @@ async def delete(request: Request, viewer: Viewer, form) -> Response:
     if missing := _allowed(viewer, "delete", name or None):
         return _refused(missing)
     try:
-        viewer.ctx.registry.delete(name)
+        await asyncio.to_thread(viewer.ctx.registry.delete, name)
     except RegistryError as e:
         return json_error(e.status, "refused", e.message)
     log.info("registry: server %s deleted by %s (page)", name, viewer.session.username)
@@ -129,7 +136,7 @@ async def register(request: Request, viewer: Viewer, form) -> Response:
     fields = {key: str(form.get(key) or "").strip() for key in ("name", "url", "description")}
     fields = {k: v for k, v in fields.items() if v}
     try:
-        server = viewer.ctx.registry.register(fields)
+        server = await asyncio.to_thread(viewer.ctx.registry.register, fields)
     except RegistryError as e:
         return _back("/", error=e.message) if e.status in (400, 409) else json_error(e.status, "refused", e.message)
     log.info("registry: server %s registered by %s (page)", server.name, viewer.session.username)
