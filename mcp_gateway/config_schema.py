@@ -192,7 +192,7 @@ GATEWAY_KEYS = (
         "\"***\" once forwarded; the upstream still receives them. An empty list turns masking off. "
         "See docs/end-to-end-tokens.md."),
     Key("health_check_interval", as_duration, "60s",
-        "How often the gateway checks each enabled server with an MCP initialize + tools/list (docs/registry-ui.md)."),
+        "How often the gateway checks each enabled server with an MCP initialize + tools/list (docs/registry-ui.md); 0 turns the checks off."),
     Key("health_check_timeout", as_duration, "10s", "Time allowed for one server's health check before it counts as failing."),
     Key("metrics_port", as_port, 0,
         "Port of the Prometheus metrics listener, separate from the proxy's (never reachable through it); 0: off."),
