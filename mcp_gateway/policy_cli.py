@@ -3,9 +3,13 @@
     policy check   [--policy-dir DIR] [--servers a,b] [--config gateway.toml]
     policy scopes  [--why] GROUP...
     policy explain --server S [--tool T | --method M | --action A] GROUP...
+    policy test    [--policies DIR] [TESTS...]
+    policy diff    OLD NEW
+    policy replay  AUDIT_FILE
 
 Exit codes: check 0 valid / 1 problems; scopes 0; explain 0 allowed / 1 denied;
-2 for usage errors and, in scopes/explain, a policy or config that cannot be read.
+test 0 all pass / 1 a failure; diff and replay 0 no change / 1 changes;
+2 for usage errors, malformed test files and a policy or config that cannot be read.
 """
 
 from __future__ import annotations
@@ -18,13 +22,12 @@ import tomllib
 from pathlib import Path
 from typing import Any, TextIO
 
-from .authz import Decision, decide_mcp, decide_mcp_connect, decide_registry
-from .jsonrpc import RpcMessage
+from .authz import Decision
 from .policy import Grant, PolicySet, load_policy
+from .policy_actions import REGISTRY_ACTIONS, decide_action
 from .policy_loader import PolicyError
+from .policy_tests import MalformedTests, find_test_files, read_test_file, run_tests
 from .scopes import is_server_name
-
-REGISTRY_ACTIONS = ("list", "read", "toggle", "edit", "register", "delete")
 
 
 class UsageProblem(Exception):
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--policy-dir", help="folder of policy *.toml files (default: the config's policy_dir, else ./policies)"
+        "--policy-dir", "--policies", dest="policy_dir", help="folder of policy *.toml files (default: the config's policy_dir, else ./policies)"
     )
     common.add_argument("--servers", default="", help="comma-separated names of the known servers")
     common.add_argument(
@@ -75,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--action", choices=REGISTRY_ACTIONS, help="a registry API action instead of an MCP request")
     explain.add_argument("groups", nargs="+", metavar="GROUP")
     explain.set_defaults(run=_explain)
+
+    test = commands.add_parser("test", parents=[common], help="check the expectations of policy test files")
+    test.add_argument("tests", nargs="*", metavar="TESTS",
+                      help="test files or folders of them (default: the policy folder's tests/)")
+    test.set_defaults(run=_test)
     return parser
 
 
@@ -131,14 +139,14 @@ def _explain(args: argparse.Namespace, out: TextIO) -> int:
 
 def _decide(scopes: frozenset[str], server: str, args: argparse.Namespace) -> Decision:
     if args.action:
-        return decide_registry(scopes, args.action, server)
+        return decide_action(scopes, server, args.action)
     if args.tool is not None:
-        return decide_mcp(scopes, server, [RpcMessage("request", 1, "tools/call", args.tool, {})])
+        return decide_action(scopes, server, "call", args.tool)
     if args.method:
         if args.method == "tools/call":
             raise UsageProblem("use --tool T to explain a tools/call")
-        return decide_mcp(scopes, server, [RpcMessage("request", 1, args.method, None, {})])
-    return decide_mcp_connect(scopes, server)
+        return decide_action(scopes, server, args.method)
+    return decide_action(scopes, server, "connect")
 
 
 def _print_decision(decision: Decision, grant: Grant, server: str, out: TextIO) -> None:
@@ -164,6 +172,24 @@ def _print_unresolved(grant: Grant, groups: list[str], out: TextIO) -> None:
             print(f"  group {group!r} grants no scope: {grant.unresolved[group]}", file=out)
         elif group not in granting:
             print(f"  group {group!r} matches no mapping or rule", file=out)
+
+
+def _test(args: argparse.Namespace, out: TextIO) -> int:
+    policy, _ = _loaded(args)
+    policy_dir, _ = _context(args)
+    paths = find_test_files(args.tests, policy_dir)
+    if not paths:
+        raise UsageProblem(f"no test files (*.toml) in {', '.join(args.tests) or policy_dir / 'tests'}")
+    problems = []
+    files = []
+    for path in paths:
+        try:
+            files.append(read_test_file(path))
+        except MalformedTests as error:
+            problems += error.problems
+    if problems:
+        raise UsageProblem("malformed test file:\n" + "\n".join(map(str, problems)))
+    return run_tests(files, policy, out)
 
 
 # --- context: policy folder and known servers -----------------------------------------------
