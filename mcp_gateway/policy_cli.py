@@ -26,6 +26,7 @@ from .authz import Decision
 from .policy import Grant, PolicySet, load_policy
 from .policy_actions import REGISTRY_ACTIONS, decide_action
 from .policy_loader import PolicyError
+from .policy_replay import UnreadableAudit, replay
 from .policy_tests import MalformedTests, find_test_files, read_test_file, run_tests
 from .scopes import is_server_name
 
@@ -83,6 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("tests", nargs="*", metavar="TESTS",
                       help="test files or folders of them (default: the policy folder's tests/)")
     test.set_defaults(run=_test)
+
+    replay = commands.add_parser("replay", parents=[common],
+                                 help="re-evaluate an audit file's decisions; print those that would change")
+    replay.add_argument("audit_file", metavar="AUDIT_FILE")
+    replay.add_argument("--shadow", action="store_true",
+                        help="replay against the shadow view (as if the shadow files and rules were enforcing)")
+    replay.set_defaults(run=_replay)
     return parser
 
 
@@ -190,6 +198,18 @@ def _test(args: argparse.Namespace, out: TextIO) -> int:
     if problems:
         raise UsageProblem("malformed test file:\n" + "\n".join(map(str, problems)))
     return run_tests(files, policy, out)
+
+
+def _replay(args: argparse.Namespace, out: TextIO) -> int:
+    policy, servers = _loaded(args)
+    if args.shadow:
+        if policy.shadow is None:
+            raise UsageProblem("--shadow: no policy file or rule is in shadow mode")
+        policy = policy.shadow
+    try:
+        return replay(Path(args.audit_file), policy, servers, out)
+    except UnreadableAudit as error:
+        raise UsageProblem(str(error)) from None
 
 
 # --- context: policy folder and known servers -----------------------------------------------
