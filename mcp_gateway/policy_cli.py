@@ -27,7 +27,8 @@ from .policy import Grant, PolicySet, load_policy
 from .policy_actions import REGISTRY_ACTIONS, decide_action
 from .policy_loader import PolicyError
 from .policy_replay import UnreadableAudit, replay
-from .policy_tests import MalformedTests, find_test_files, read_test_file, run_tests
+from .policy_diff import DiffProblem, diff, policy_folder, print_diff
+from .policy_tests import MalformedTests, TestFile, find_test_files, read_test_file, run_tests
 from .scopes import is_server_name
 
 
@@ -84,6 +85,16 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("tests", nargs="*", metavar="TESTS",
                       help="test files or folders of them (default: the policy folder's tests/)")
     test.set_defaults(run=_test)
+
+    diff = commands.add_parser("diff", parents=[common], help="what an edit of the policy folder changes for people")
+    diff.add_argument("old", metavar="OLD", help="a policy folder, or REV:PATH (e.g. HEAD~1:policies)")
+    diff.add_argument("new", metavar="NEW", nargs="?", help="a policy folder, or REV:PATH")
+    diff.add_argument("--shadow", action="store_true",
+                      help="compare OLD's policy in force with its shadow view (no NEW)")
+    diff.add_argument("--tests", action="append", default=[], metavar="FILE",
+                      help="test files whose [servers] are the known servers and tools "
+                           "(default: those of the folders' tests/)")
+    diff.set_defaults(run=_diff)
 
     replay = commands.add_parser("replay", parents=[common],
                                  help="re-evaluate an audit file's decisions; print those that would change")
@@ -188,8 +199,41 @@ def _test(args: argparse.Namespace, out: TextIO) -> int:
     paths = find_test_files(args.tests, policy_dir)
     if not paths:
         raise UsageProblem(f"no test files (*.toml) in {', '.join(args.tests) or policy_dir / 'tests'}")
-    problems = []
-    files = []
+    return run_tests(_read_tests(paths), policy, out)
+
+
+def _diff(args: argparse.Namespace, out: TextIO) -> int:
+    _, servers = _context(args)
+    if args.shadow == (args.new is not None):
+        raise UsageProblem("give OLD and NEW, or one folder with --shadow")
+    try:
+        with policy_folder(args.old) as old_dir, policy_folder(args.new or args.old) as new_dir:
+            old, new = _load(old_dir), _load(new_dir)
+            if args.shadow:
+                if old.shadow is None:
+                    raise UsageProblem("--shadow: no policy file or rule is in shadow mode")
+                new = old.shadow
+            registry: dict[str, set[str]] = {server: set() for server in servers}
+            tests = [Path(name) for name in args.tests] or find_test_files([], old_dir) + find_test_files([], new_dir)
+            for test_file in _read_tests(tests):
+                for server, tools in test_file.servers.items():
+                    registry.setdefault(server, set()).update(tools)
+            known = {server: sorted(tools) for server, tools in registry.items()}
+            new_name = f"{args.old} (shadow view)" if args.shadow else args.new
+            return print_diff(diff(old, new, known), args.old, new_name, known, out)
+    except DiffProblem as problem:
+        raise UsageProblem(str(problem)) from None
+
+
+def _load(policy_dir: Path) -> PolicySet:
+    try:
+        return load_policy(policy_dir)
+    except PolicyError as error:
+        raise UsageProblem(f"the policy has problems (run `policy check`):\n{error}") from None
+
+
+def _read_tests(paths: list[Path]) -> list[TestFile]:
+    problems, files = [], []
     for path in paths:
         try:
             files.append(read_test_file(path))
@@ -197,7 +241,7 @@ def _test(args: argparse.Namespace, out: TextIO) -> int:
             problems += error.problems
     if problems:
         raise UsageProblem("malformed test file:\n" + "\n".join(map(str, problems)))
-    return run_tests(files, policy, out)
+    return files
 
 
 def _replay(args: argparse.Namespace, out: TextIO) -> int:
@@ -217,10 +261,7 @@ def _replay(args: argparse.Namespace, out: TextIO) -> int:
 
 def _loaded(args: argparse.Namespace) -> tuple[PolicySet, frozenset[str]]:
     policy_dir, servers = _context(args)
-    try:
-        return load_policy(policy_dir), servers
-    except PolicyError as error:
-        raise UsageProblem(f"the policy has problems (run `policy check`):\n{error}") from None
+    return _load(policy_dir), servers
 
 
 def _context(args: argparse.Namespace) -> tuple[Path, frozenset[str]]:

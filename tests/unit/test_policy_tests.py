@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_gateway.policy_cli import main
+from tests.unit.test_policy_cli import run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -18,12 +18,6 @@ def policy_dir(tmp_path):
     (folder / "tests").mkdir(parents=True)
     shutil.copy(REPO / "policies" / "default.toml", folder)
     return folder
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_the_shipped_tests_pass_against_the_shipped_policy(capsys):
