@@ -11,6 +11,7 @@ import time
 
 import httpx
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from mcp_gateway.policy_cli import main as policy
 from tests.e2e.conftest import DANA_PASSWORD, local_accounts, test_policy_dir, wait_for_login_app
@@ -25,15 +26,17 @@ pytestmark = pytest.mark.timeout(120)
 WEB_PASSWORD = "web-ui-password-for-tests"
 TOOL = "current_time_by_timezone"
 TOOL_SCOPE = f"mcp:server:currenttime:tool:{TOOL}:execute"
-# The tightening under watch: members of mcp-server-currenttime would keep only read access.
+# The change under watch: members of mcp-server-currenttime would keep only read access
+# (a tightening), readers would get execute (a loosening). Neither may change an outcome.
 TIGHTENING = '[groups]\n"mcp-server-currenttime" = ["mcp:server:currenttime:read"]\n'
+LOOSENING = '"reader-currenttime" = ["mcp:server:currenttime:read", "mcp:server:currenttime:execute"]\n'
 
 
 @pytest.fixture(scope="module")
 def shadowed(tmp_path_factory, upstream_sse_answers):
     tmp = tmp_path_factory.mktemp("gw-shadow")
     policies = test_policy_dir(tmp)
-    (policies / "60-tighten.toml").write_text('mode = "shadow"\n\n' + TIGHTENING)
+    (policies / "60-tighten.toml").write_text('mode = "shadow"\n\n' + TIGHTENING + LOOSENING)
     port, web_port, metrics_port = free_port(), free_port(), free_port()
     config = write_config(tmp, port, [server_entry("currenttime", upstream_sse_answers.url)],
                           auth={"enabled": True, "provider_type": "local", "local": local_accounts()},
@@ -80,7 +83,7 @@ async def test_a_shadow_refusal_changes_nothing_and_is_reported_everywhere(shado
     assert others and {r["method"] for r in others} >= {"tools/list"}
     assert {r["shadow_decision"] for r in others} == {"allowed"}  # read access stays in the shadow view
 
-    shadow_lines = [line for line in gw.log.splitlines() if "access shadow" in line]
+    shadow_lines = [line for line in gw.log.splitlines() if "access shadow refused" in line]
     assert len(shadow_lines) == 1, gw.log[-3000:]
     assert (f"access shadow refused (enforced: allowed) user=dana method=tools/call tool={TOOL} "
             f"scope={TOOL_SCOPE}") in shadow_lines[0]
@@ -92,6 +95,22 @@ async def test_a_shadow_refusal_changes_nothing_and_is_reported_everywhere(shado
     assert len(comments) == 1 and comments[0].startswith("allowed · dana")
     assert comments[0].endswith(f"· shadow refused (scope {TOOL_SCOPE})")
     assert not [flow for flow in flows if "tools/call" in flow["comment"] and flow["marked"]]
+
+
+async def test_a_shadow_loosening_allows_nothing(shadowed):
+    gw = shadowed
+    rita = cookie_header(login_local(gw.url, "rita", "rita-password-for-tests"))
+    async with streamable_session(gw.streamable_url("currenttime"), rita) as client:
+        assert (await client.list_tools()).tools == []  # the shadow view would show every tool
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool(TOOL, {"timezone": "UTC"})
+    assert TOOL_SCOPE in str(refused.value)
+    call = audit_records(gw, lambda r: r["method"] == "tools/call" and r["user"] == "rita")[0]
+    assert call["decision"] == "refused" and call["status"] == 403
+    assert call["shadow_decision"] == "allowed" and call["shadow_scope"] == "mcp:server:currenttime:execute"
+    assert any("access shadow allowed (enforced: refused) user=rita method=tools/call" in line
+               for line in gw.log.splitlines())
+    assert value(scrape(gw), "mcp_gateway_shadow_refusals_total", server="currenttime", tool=TOOL) == 1
 
 
 def test_replay_the_real_audit_file_against_the_tightened_policy(shadowed, tmp_path, capsys):
@@ -110,12 +129,13 @@ def test_replay_the_real_audit_file_against_the_tightened_policy(shadowed, tmp_p
 
     enforced = tmp_path / "policies"
     shutil.copytree(gw.policies, enforced)
-    (enforced / "60-tighten.toml").write_text(TIGHTENING)  # the reviewed change, now enforcing
+    (enforced / "60-tighten.toml").write_text(TIGHTENING + LOOSENING)  # the reviewed change, now enforcing
     for argv in (["--policies", str(enforced)], ["--policies", str(gw.policies), "--shadow"]):
         assert policy(["replay", str(audit), *argv]) == 1
         out = capsys.readouterr().out.splitlines()
-        changed = [line for line in out[:-1]]
-        assert len(changed) == 1, out
-        assert changed[0].endswith(f'dana ["mcp-server-currenttime"] tools/call {TOOL} on currenttime: '
-                                   f"allowed → refused (needs {TOOL_SCOPE})")
-        assert ", 1 would change" in out[-1]
+        assert len(out) == 3, out
+        assert out[0].endswith(f'dana ["mcp-server-currenttime"] tools/call {TOOL} on currenttime: '
+                               f"allowed → refused (needs {TOOL_SCOPE})")
+        assert out[1].endswith(f'rita ["reader-currenttime"] tools/call {TOOL} on currenttime: '
+                               "refused → allowed (by scope mcp:server:currenttime:execute)")
+        assert ", 2 would change" in out[-1]
