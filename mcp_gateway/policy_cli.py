@@ -120,9 +120,11 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
     for warning in policy.lint(servers) if servers else []:
         print(f"warning: {warning}", file=out)
     mappings = sum(1 for entry in policy.entries if entry.kind == "mapping")
+    shadow = sum(1 for entry in policy.loaded.entries if entry.shadow)
+    in_shadow = f", {shadow} in shadow mode" if policy.shadow is not None else ""
     print(
-        f"ok: {len(policy.files)} file(s), {mappings} mapping(s), {len(policy.entries) - mappings} rule(s), "
-        f"{len(servers)} known server(s)",
+        f"ok: {len(policy.files)} file(s), {mappings} mapping(s), {len(policy.entries) - mappings} rule(s)"
+        f"{in_shadow}, {len(servers)} known server(s)",
         file=out,
     )
     return 0

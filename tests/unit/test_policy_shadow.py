@@ -86,3 +86,10 @@ def test_a_shadow_file_cannot_shadow_a_shadow_file(policy_dir):
     (policy_dir / "30-b.toml").write_text('mode = "shadow"\nshadows = ["20-a.toml"]\n')
     with pytest.raises(PolicyError, match="'20-a.toml' is itself in shadow mode"):
         load_policy(policy_dir)
+
+
+def test_check_counts_the_entries_in_shadow_mode(policy_dir, capsys):
+    from mcp_gateway.policy_cli import main
+    (policy_dir / "20-more.toml").write_text('mode = "shadow"\n\n[groups]\n"team" = ["mcp:server:notes:edit"]\n')
+    assert main(["check", "--policy-dir", str(policy_dir)]) == 0
+    assert "ok: 3 file(s), 1 mapping(s), 7 rule(s), 1 in shadow mode, 0 known server(s)" in capsys.readouterr().out
