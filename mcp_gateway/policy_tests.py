@@ -78,7 +78,10 @@ class TestFile:
 
 def find_test_files(arguments: list[str], policy_dir: Path) -> list[Path]:
     """The files named, the *.toml files of the folders named, else policy_dir/tests/*.toml."""
-    targets = [Path(argument) for argument in arguments] or [policy_dir / "tests"]
+    if not arguments:
+        default = policy_dir / "tests"
+        return sorted(default.glob("*.toml")) if default.is_dir() else []
+    targets = [Path(argument) for argument in arguments]
     found: list[Path] = []
     for target in targets:
         found += sorted(target.glob("*.toml")) if target.is_dir() else [target]

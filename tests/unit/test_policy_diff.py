@@ -107,3 +107,14 @@ def test_errors_exit_2(capsys, tmp_path, monkeypatch, argv, message):
     broken = folder(tmp_path, "broken", '[groups]\nops = ["mcp:nope"]\n')
     code, out, err = run(capsys, "diff", *(arg.format(new=new, broken=broken) for arg in argv))
     assert code == 2 and message in err
+
+
+def test_folders_without_tests_compare_the_named_servers(capsys, tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    for directory in (old, new):
+        directory.mkdir()
+        shutil.copy(REPO / "policies" / "default.toml", directory)
+    (new / "site.toml").write_text('[groups]\n"ops" = ["mcp:server:a-b:toggle"]\n')
+    code, out, _ = run(capsys, "diff", "--servers", "a,a-b", str(old), str(new))
+    assert code == 1 and "  now allowed: toggle a-b" in out
+    assert out.splitlines()[-1].endswith("(2 known server(s), 0 tool(s))")
