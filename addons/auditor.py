@@ -20,6 +20,7 @@ from .runtime import Runtime
 log = logging.getLogger("mcp_gateway.access")
 
 DECISION = "gateway.decision"
+SHADOW = "gateway.shadow"
 IDENTITY = "gateway.identity"
 
 
@@ -64,11 +65,18 @@ class Auditor:
             record["error"] = str(flow.error.msg)[:200]
         if "arguments" in decision:
             record["arguments"] = decision["arguments"]
+        if getattr(identity, "kind", "anonymous") != "anonymous":
+            record["groups"] = list(identity.groups)  # `policy replay` re-evaluates them
+        if shadow := flow.metadata.get(SHADOW):
+            record.update(shadow_decision=shadow["decision"], shadow_scope=shadow["scope"] or "-",
+                          shadow_reason=shadow["reason"])
         log.info("access %(decision)s user=%(user)s server=%(server)s method=%(method)s tool=%(tool)s "
                  "scope=%(scope)s status=%(status)s latency_ms=%(latency_ms)s path=%(path)s reason=%(reason)s",
                  record)
         flow.comment = (f"{record['decision']} · {record['user']} · {record['server']} {record['method']} "
                         f"{record['tool']} · scope {record['scope']} · {record['status']}")
+        if shadow:
+            flow.comment += f" · shadow {record['shadow_decision']} (scope {record['shadow_scope']})"
         if record["decision"] != "allowed":
             flow.marked = ":no_entry:"
         self._append(record)

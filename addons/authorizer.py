@@ -48,6 +48,7 @@ from .sse_stream import SSE_MESSAGE_FILTER
 log = logging.getLogger(__name__)
 
 DECISION = "gateway.decision"
+SHADOW = "gateway.shadow"  # the shadow policy's would-be decision (docs/policies.md, "Shadow mode")
 SCOPES = "gateway.scopes"
 TOOLS_LIST_FILTER = "gateway.tools_list_filter"
 FORBIDDEN = -32003  # JSON-RPC error code for a call the caller's scopes do not allow
@@ -61,6 +62,22 @@ def record(flow: http.HTTPFlow, decision: Decision, arguments: Any = None) -> No
         "method": decision.method, "tool": decision.tool,
         **({"arguments": arguments} if arguments is not None else {}),
     }
+
+
+def record_shadow(flow: http.HTTPFlow, shadow: Decision, enforced: Decision) -> None:
+    """Report what the shadow policy would have decided; the enforced decision stands."""
+    flow.metadata[SHADOW] = {"decision": "allowed" if shadow.allowed else "refused",
+                             "scope": shadow.scope, "reason": shadow.reason}
+    if shadow.allowed != enforced.allowed:
+        identity = flow.metadata.get(IDENTITY)
+        log.warning("access shadow %s (enforced: %s) user=%s method=%s tool=%s scope=%s reason=%s",
+                    flow.metadata[SHADOW]["decision"], "allowed" if enforced.allowed else "refused",
+                    *(_one_line(value) for value in (getattr(identity, "username", "-"), shadow.method or "-",
+                                                     shadow.tool or "-", shadow.scope or "-", shadow.reason)))
+
+
+def _one_line(value: str) -> str:
+    return value.encode("unicode_escape").decode("ascii")
 
 
 class Authorizer:
@@ -104,6 +121,19 @@ class Authorizer:
             return held
         return held & frozenset(identity.granted_scopes)
 
+    def shadow(self, flow: http.HTTPFlow, enforced: Decision, decide) -> None:
+        """Beside the enforced decision: what the shadow view of the policy would decide."""
+        shadow = self.runtime.services["policies"].current().shadow
+        if shadow is None:
+            return
+        identity: Identity = flow.metadata[IDENTITY]
+        assert self.runtime.registry is not None
+        scopes = shadow.scopes_for(identity.groups, self.runtime.registry.names()).scopes
+        scopes |= shadow.direct_scopes(identity.direct_scopes)
+        if identity.granted_scopes is not None:
+            scopes &= frozenset(identity.granted_scopes)
+        record_shadow(flow, decide(scopes), enforced)
+
     # -- requests ---------------------------------------------------------------------------
 
     @refuse_on_error
@@ -122,6 +152,7 @@ class Authorizer:
         elif method in ("GET", "DELETE"):
             decision = decide_mcp_connect(scopes, found.server)
             record(flow, decision)
+            self.shadow(flow, decision, lambda shadow_scopes: decide_mcp_connect(shadow_scopes, found.server))
             if not decision.allowed:
                 return self._refuse(flow, found, decision, held)
             if method == "GET" and found.area is Area.SSE:
@@ -142,6 +173,7 @@ class Authorizer:
         messages = payload.messages
         decision = decide_mcp(scopes, found.server, messages)
         record(flow, decision, self._arguments(messages))
+        self.shadow(flow, decision, lambda shadow_scopes: decide_mcp(shadow_scopes, found.server, messages))
         if not decision.allowed:
             return self._refuse(flow, found, decision, held, messages, payload.batch)
         if found.area is Area.STREAMABLE and tool_filter(scopes, found.server) is not None:

@@ -29,6 +29,7 @@ from mcp_gateway.audit_log import dropped_records
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.identity import SESSION_COOKIE
 from mcp_gateway.routing import Route
+from mcp_gateway.scopes import is_tool_name
 from mcp_gateway.sessions import SqliteSessionStore
 
 from .router import ROUTE, STARTED
@@ -37,6 +38,8 @@ from .runtime import Runtime
 log = logging.getLogger(__name__)
 
 DECISION = "gateway.decision"
+SHADOW = "gateway.shadow"
+MAX_SHADOW_TOOLS = 1000  # distinct tool label values; tool names are the caller's to choose
 ANSWERED = "gateway.metrics.answered"   # the response's headers have been timed
 STREAM = "gateway.metrics.stream"       # the server label of an event stream counted as open
 COUNTED = "gateway.metrics.counted"
@@ -64,6 +67,11 @@ class Metrics:
         self.logins = Counter(
             "mcp_gateway_logins", "Logins through the login app, by provider and outcome "
             "(success, failure, throttled, error).", ["provider", "outcome"], registry=self.registry)
+        self.shadow_refusals = Counter(
+            "mcp_gateway_shadow_refusals", "Requests the shadow policy would refuse that the policy in force "
+            "allowed, by server and tool (docs/policies.md, \"Shadow mode\").", ["server", "tool"],
+            registry=self.registry)
+        self._shadow_tools: set[str] = set()
         self.registry.register(LiveSessions(runtime))
         self.registry.register(AuditRecordsDropped())
         self._server = None
@@ -143,6 +151,9 @@ class Metrics:
             status = decision["status"]  # e.g. a refused SSE call answered on the stream, not by this POST
         self.requests.labels(self._server_label(flow), _route_label(flow), decision.get("decision", "allowed"),
                              str(status)).inc()
+        shadow = flow.metadata.get(SHADOW)
+        if shadow and shadow["decision"] == "refused" and decision.get("decision") == "allowed":
+            self.shadow_refusals.labels(self._server_label(flow), self._shadow_tool(decision.get("tool"))).inc()
         if provider := self._login_provider(flow):
             self.logins.labels(provider, _login_outcome(flow)).inc()
 
@@ -152,6 +163,14 @@ class Metrics:
         if found is None or not found.server or registry is None or registry.get(found.server) is None:
             return NONE
         return found.server
+
+    def _shadow_tool(self, tool: str | None) -> str:
+        if not tool or not is_tool_name(tool):
+            return NONE
+        if tool not in self._shadow_tools and len(self._shadow_tools) >= MAX_SHADOW_TOOLS:
+            return "other"
+        self._shadow_tools.add(tool)
+        return tool
 
     def _login_provider(self, flow: http.HTTPFlow) -> str | None:
         """The provider a login request finishes with: the local form, or an IdP's callback."""

@@ -117,6 +117,12 @@ class PolicySet:
     def __init__(self, loaded: LoadedPolicy) -> None:
         self.version = next(_versions)
         self.files = loaded.files
+        self.loaded = loaded
+        # The shadow view: the policy as it would be with the shadow files and rules
+        # enforcing (docs/policies.md, "Shadow mode"). It decides nothing, it is only reported.
+        view = loaded.shadow_view()
+        self.shadow: PolicySet | None = PolicySet(view) if view is not None else None
+        loaded = loaded.enforcing()
         self.entries = loaded.entries
         exact: dict[str, list[PolicyEntry]] = defaultdict(list)
         levels: dict[int, list[PolicyEntry]] = defaultdict(list)

@@ -3,9 +3,13 @@
     policy check   [--policy-dir DIR] [--servers a,b] [--config gateway.toml]
     policy scopes  [--why] GROUP...
     policy explain --server S [--tool T | --method M | --action A] GROUP...
+    policy test    [--policies DIR] [TESTS...]
+    policy diff    OLD NEW
+    policy replay  AUDIT_FILE
 
 Exit codes: check 0 valid / 1 problems; scopes 0; explain 0 allowed / 1 denied;
-2 for usage errors and, in scopes/explain, a policy or config that cannot be read.
+test 0 all pass / 1 a failure; diff and replay 0 no change / 1 changes;
+2 for usage errors, malformed test files and a policy or config that cannot be read.
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, TextIO
 
-from .authz import Decision, decide_mcp, decide_mcp_connect, decide_registry
-from .jsonrpc import RpcMessage
+from .authz import Decision
 from .policy import Grant, PolicySet, load_policy
+from .policy_actions import REGISTRY_ACTIONS, decide_action
 from .policy_loader import PolicyError
+from .policy_replay import UnreadableAudit, replay
+from .policy_diff import DiffProblem, diff, policy_folder, print_diff
+from .policy_tests import MalformedTests, TestFile, find_test_files, read_test_file, run_tests
 from .scopes import is_server_name
-
-REGISTRY_ACTIONS = ("list", "read", "toggle", "edit", "register", "delete")
 
 
 class UsageProblem(Exception):
@@ -49,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--policy-dir", help="folder of policy *.toml files (default: the config's policy_dir, else ./policies)"
+        "--policy-dir", "--policies", dest="policy_dir", help="folder of policy *.toml files (default: the config's policy_dir, else ./policies)"
     )
     common.add_argument("--servers", default="", help="comma-separated names of the known servers")
     common.add_argument(
@@ -75,6 +80,28 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--action", choices=REGISTRY_ACTIONS, help="a registry API action instead of an MCP request")
     explain.add_argument("groups", nargs="+", metavar="GROUP")
     explain.set_defaults(run=_explain)
+
+    test = commands.add_parser("test", parents=[common], help="check the expectations of policy test files")
+    test.add_argument("tests", nargs="*", metavar="TESTS",
+                      help="test files or folders of them (default: the policy folder's tests/)")
+    test.set_defaults(run=_test)
+
+    diff = commands.add_parser("diff", parents=[common], help="what an edit of the policy folder changes for people")
+    diff.add_argument("old", metavar="OLD", help="a policy folder, or REV:PATH (e.g. HEAD~1:policies)")
+    diff.add_argument("new", metavar="NEW", nargs="?", help="a policy folder, or REV:PATH")
+    diff.add_argument("--shadow", action="store_true",
+                      help="compare OLD's policy in force with its shadow view (no NEW)")
+    diff.add_argument("--tests", action="append", default=[], metavar="FILE",
+                      help="test files whose [servers] are the known servers and tools "
+                           "(default: those of the folders' tests/)")
+    diff.set_defaults(run=_diff)
+
+    replay = commands.add_parser("replay", parents=[common],
+                                 help="re-evaluate an audit file's decisions; print those that would change")
+    replay.add_argument("audit_file", metavar="AUDIT_FILE")
+    replay.add_argument("--shadow", action="store_true",
+                        help="replay against the shadow view (as if the shadow files and rules were enforcing)")
+    replay.set_defaults(run=_replay)
     return parser
 
 
@@ -93,9 +120,11 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
     for warning in policy.lint(servers) if servers else []:
         print(f"warning: {warning}", file=out)
     mappings = sum(1 for entry in policy.entries if entry.kind == "mapping")
+    shadow = sum(1 for entry in policy.loaded.entries if entry.shadow)
+    in_shadow = f", {shadow} in shadow mode" if policy.shadow is not None else ""
     print(
-        f"ok: {len(policy.files)} file(s), {mappings} mapping(s), {len(policy.entries) - mappings} rule(s), "
-        f"{len(servers)} known server(s)",
+        f"ok: {len(policy.files)} file(s), {mappings} mapping(s), {len(policy.entries) - mappings} rule(s)"
+        f"{in_shadow}, {len(servers)} known server(s)",
         file=out,
     )
     return 0
@@ -131,14 +160,14 @@ def _explain(args: argparse.Namespace, out: TextIO) -> int:
 
 def _decide(scopes: frozenset[str], server: str, args: argparse.Namespace) -> Decision:
     if args.action:
-        return decide_registry(scopes, args.action, server)
+        return decide_action(scopes, server, args.action)
     if args.tool is not None:
-        return decide_mcp(scopes, server, [RpcMessage("request", 1, "tools/call", args.tool, {})])
+        return decide_action(scopes, server, "call", args.tool)
     if args.method:
         if args.method == "tools/call":
             raise UsageProblem("use --tool T to explain a tools/call")
-        return decide_mcp(scopes, server, [RpcMessage("request", 1, args.method, None, {})])
-    return decide_mcp_connect(scopes, server)
+        return decide_action(scopes, server, args.method)
+    return decide_action(scopes, server, "connect")
 
 
 def _print_decision(decision: Decision, grant: Grant, server: str, out: TextIO) -> None:
@@ -166,15 +195,75 @@ def _print_unresolved(grant: Grant, groups: list[str], out: TextIO) -> None:
             print(f"  group {group!r} matches no mapping or rule", file=out)
 
 
+def _test(args: argparse.Namespace, out: TextIO) -> int:
+    policy, _ = _loaded(args)
+    policy_dir, _ = _context(args)
+    paths = find_test_files(args.tests, policy_dir)
+    if not paths:
+        raise UsageProblem(f"no test files (*.toml) in {', '.join(args.tests) or policy_dir / 'tests'}")
+    return run_tests(_read_tests(paths), policy, out)
+
+
+def _diff(args: argparse.Namespace, out: TextIO) -> int:
+    _, servers = _context(args)
+    if args.shadow == (args.new is not None):
+        raise UsageProblem("give OLD and NEW, or one folder with --shadow")
+    try:
+        with policy_folder(args.old) as old_dir, policy_folder(args.new or args.old) as new_dir:
+            old, new = _load(old_dir), _load(new_dir)
+            if args.shadow:
+                if old.shadow is None:
+                    raise UsageProblem("--shadow: no policy file or rule is in shadow mode")
+                new = old.shadow
+            registry: dict[str, set[str]] = {server: set() for server in servers}
+            tests = [Path(name) for name in args.tests] or find_test_files([], old_dir) + find_test_files([], new_dir)
+            for test_file in _read_tests(tests):
+                for server, tools in test_file.servers.items():
+                    registry.setdefault(server, set()).update(tools)
+            known = {server: sorted(tools) for server, tools in registry.items()}
+            new_name = f"{args.old} (shadow view)" if args.shadow else args.new
+            return print_diff(diff(old, new, known), args.old, new_name, known, out)
+    except DiffProblem as problem:
+        raise UsageProblem(str(problem)) from None
+
+
+def _load(policy_dir: Path) -> PolicySet:
+    try:
+        return load_policy(policy_dir)
+    except PolicyError as error:
+        raise UsageProblem(f"the policy has problems (run `policy check`):\n{error}") from None
+
+
+def _read_tests(paths: list[Path]) -> list[TestFile]:
+    problems, files = [], []
+    for path in paths:
+        try:
+            files.append(read_test_file(path))
+        except MalformedTests as error:
+            problems += error.problems
+    if problems:
+        raise UsageProblem("malformed test file:\n" + "\n".join(map(str, problems)))
+    return files
+
+
+def _replay(args: argparse.Namespace, out: TextIO) -> int:
+    policy, servers = _loaded(args)
+    if args.shadow:
+        if policy.shadow is None:
+            raise UsageProblem("--shadow: no policy file or rule is in shadow mode")
+        policy = policy.shadow
+    try:
+        return replay(Path(args.audit_file), policy, servers, out)
+    except UnreadableAudit as error:
+        raise UsageProblem(str(error)) from None
+
+
 # --- context: policy folder and known servers -----------------------------------------------
 
 
 def _loaded(args: argparse.Namespace) -> tuple[PolicySet, frozenset[str]]:
     policy_dir, servers = _context(args)
-    try:
-        return load_policy(policy_dir), servers
-    except PolicyError as error:
-        raise UsageProblem(f"the policy has problems (run `policy check`):\n{error}") from None
+    return _load(policy_dir), servers
 
 
 def _context(args: argparse.Namespace) -> tuple[Path, frozenset[str]]:
