@@ -1,5 +1,5 @@
 """The gateway's addons, in the order mitmproxy runs them:
-settings → route → identify → bind MCP sessions → authorize → registry API → forward (with timeouts) → audit,
+settings → route → identify → tell unknown servers apart → bind MCP sessions → authorize → registry API → forward (with timeouts) → audit,
 plus the login app's supervisor."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from .registry_api import RegistryApi
 from .resource_metadata import ResourceMetadata
 from .router import Router
 from .runtime import Runtime
+from .server_gate import ServerGate
 from .session_binding import SessionBinding
 from .settings import Settings
 from .supervisor import LoginAppSupervisor
@@ -29,6 +30,7 @@ def build_chain() -> list[object]:
         Router(runtime),
         ResourceMetadata(runtime),
         Identify(runtime),
+        ServerGate(runtime, authorizer.scopes_of),
         SessionBinding(runtime),
         authorizer,
         RegistryApi(runtime, authorizer.scopes_of),

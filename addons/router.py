@@ -13,7 +13,8 @@ import time
 
 from mitmproxy import http
 
-from mcp_gateway.routing import Area, RouteError, route
+from mcp_gateway.content_type import json_content_type_problem
+from mcp_gateway.routing import Area, Route, RouteError, method_problem, route
 
 from . import error_pages
 from .failclosed import refuse_on_error
@@ -26,6 +27,9 @@ ROUTE = "gateway.route"
 SERVER = "gateway.server"
 STARTED = "gateway.started"
 SEEN = "gateway.seen"
+# With auth on, an unknown or disabled server is told apart only after the caller is identified
+# (addons/server_gate.py): (status, message) of the answer it would have had.
+SERVER_PROBLEM = "gateway.server_problem"
 # A CR, LF or NUL inside a header: mitmproxy passes it on, and an upstream that reads a bare CR
 # as a line end would see a header the gateway never saw (e.g. an X-User it strips).
 _CONTROL_IN_HEADER = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
@@ -89,14 +93,29 @@ class Router:
                 return refuse(flow, 400, "protocol upgrades (WebSocket, h2c) are not accepted on /api/*")
         flow.metadata[ROUTE] = found
         if found.is_mcp:
+            if problem := method_problem(found, request.method):
+                return refuse(flow, *problem)
             server = registry.get(found.server)
-            if server is None:
-                return refuse(flow, 404, f"unknown server {found.server!r}")
-            if not server.enabled:
-                return refuse(flow, 503, f"server {found.server!r} is disabled")
-            flow.metadata[SERVER] = server
+            problem = ((404, f"unknown server {found.server!r}") if server is None else
+                       (503, f"server {found.server!r} is disabled") if not server.enabled else None)
+            if problem is None:
+                flow.metadata[SERVER] = server
+            elif config.auth.enabled:
+                flow.metadata[SERVER_PROBLEM] = problem  # no enumeration before sign-in
+            else:
+                return refuse(flow, *problem)
         elif found.area is Area.LOGIN and self.runtime.login_app_url is None:
             return refuse(flow, 503, "the login app is not running")
+
+    @refuse_on_error
+    def request(self, flow: http.HTTPFlow) -> None:
+        # A body that arrived without a Content-Length (HTTP/2 DATA frames) on a method the
+        # gateway does not inspect: the head looked bodiless, the body is here now.
+        found: Route | None = flow.metadata.get(ROUTE)
+        if (flow.response or flow.error or not flow.live or found is None or not found.is_mcp
+                or flow.request.method == "POST" or not flow.request.raw_content):
+            return
+        refuse(flow, 400, _BODY_ON_UNINSPECTED_METHOD.format(method=flow.request.method))
 
     @staticmethod
     def _body_problem(request: http.Request, cap: int) -> tuple[int, str] | None:
@@ -113,4 +132,22 @@ class Router:
                 return 400, "Content-Length is not a number"
             if int(value) > cap:
                 return 413, f"request body larger than {cap} bytes"
+        return _mcp_body_problem(request, int(lengths[0].strip()) if lengths else 0)
+
+
+_BODY_ON_UNINSPECTED_METHOD = "a body on {method} is not accepted on MCP paths; only POST bodies are read and forwarded"
+
+
+def _mcp_body_problem(request: http.Request, length: int) -> tuple[int, str] | None:
+    """Only POST bodies on MCP paths are inspected, so only they may carry one, and only as UTF-8 JSON."""
+    try:
+        found = route(request.path)
+    except RouteError:
+        return None  # the router answers it
+    if found is None or not found.is_mcp:
         return None
+    if request.method != "POST":
+        return (400, _BODY_ON_UNINSPECTED_METHOD.format(method=request.method)) if length > 0 else None
+    if problem := json_content_type_problem(request.headers.get_all("content-type")):
+        return 415, problem
+    return None

@@ -121,6 +121,7 @@ class GatewayConfig:
     logging_level: str = "INFO"
     metrics_port: int = 0  # 0: no metrics listener
     metrics_host: str = "127.0.0.1"
+    strip_request_headers: tuple[str, ...] = ()
 
     @property
     def public_origin(self) -> str:
@@ -254,6 +255,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         logging_level=_logging_level(env),
         metrics_port=gw["metrics_port"],
         metrics_host=gw["metrics_host"],
+        strip_request_headers=gw["strip_request_headers"],
     )
 
 
