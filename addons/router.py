@@ -146,6 +146,8 @@ def _mcp_body_problem(request: http.Request, length: int) -> tuple[int, str] | N
         return None  # the router answers it
     if found is None or not found.is_mcp:
         return None
+    if problem := method_problem(found, request.method):
+        return problem
     if request.method != "POST":
         return (400, _BODY_ON_UNINSPECTED_METHOD.format(method=request.method)) if length > 0 else None
     if problem := json_content_type_problem(request.headers.get_all("content-type")):

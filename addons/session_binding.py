@@ -46,7 +46,7 @@ OWNER_CACHE_SECONDS = 60.0
 OWNER_CACHE_SIZE = 10_000
 # The client may post as soon as it has the endpoint event, maybe to another worker, while the
 # record is still being written: a POST naming an unknown session waits this long for it.
-RECORD_WAIT_SECONDS = 2.0
+RECORD_WAIT_SECONDS = 1.0
 ANNOUNCED_PATHS_PER_SERVER = 16
 NOT_ROUTED = ("no such MCP session on this path: POST under /api/execute/{server} goes to the message "
               "endpoint the SSE stream announced, with its session id")

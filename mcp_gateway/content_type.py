@@ -4,7 +4,8 @@ The gateway decodes a body as UTF-8 to inspect it; an upstream that honours anot
 (UTF-7, UTF-16, Latin-1, …) would parse a different message from the same bytes. So any other
 charset, or anything the reading of which could differ between two parsers — several
 Content-Type headers, several charset parameters, another media type — is refused, and the
-gateway forwards a canonical `application/json` (addons/forwarder.py).
+gateway forwards a canonical `application/json` (addons/forwarder.py) — also when the client
+sent no Content-Type at all, since the upstream then reads the body as the gateway did.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ UTF8 = "utf-8"
 def json_content_type_problem(values: list[str]) -> str | None:
     """None when the request's Content-Type headers say UTF-8 JSON; otherwise why not."""
     if not values:
-        return f"MCP messages need Content-Type: {JSON}"
+        return None  # read as UTF-8 JSON, and forwarded as application/json: one reading either way
     if len(values) > 1:
         return "more than one Content-Type header"
     media, *parameters = values[0].split(";")

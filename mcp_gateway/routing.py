@@ -51,14 +51,16 @@ class Route:
 def method_problem(found: Route, method: str) -> tuple[int, str] | None:
     """The routes each MCP transport has (docs/architecture.md, "Routes under each transport").
 
-    Under /api/execute/{s} only two things are routed: GET of the SSE stream, and POST to a
-    path below it, which must further be the message endpoint the stream announced (checked
-    against the session's binding in addons/session_binding.py). Anything else there is 404,
-    so no other endpoint of the upstream is reachable around the checks.
+    Under /api/execute/{s} only two things are routed: GET of the SSE stream (other methods
+    there: 405), and POST to a path below it, which must further be the message endpoint the
+    stream announced (checked against the session's record in addons/session_binding.py). Any
+    other method on any other path there is 404, so no other endpoint of the upstream is
+    reachable around the checks.
     """
     if found.area is Area.SSE:
-        wanted = "GET" if found.is_sse_stream else "POST"
-        if method != wanted:
+        if found.is_sse_stream and method != "GET":
+            return 405, f"{method} is not accepted on the SSE stream; open it with GET"
+        if not found.is_sse_stream and method != "POST":
             return 404, (f"no such path on this gateway: under /api/execute/{found.server} only GET of the SSE "
                          "stream and POST to the message endpoint it announced are routed")
     elif found.area is Area.STREAMABLE and method not in STREAMABLE_METHODS:
