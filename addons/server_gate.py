@@ -6,7 +6,7 @@ after Identify — so an unauthenticated caller gets the same 401 for every name
 it is given to callers who may know the server exists (any scope on it, or a registry
 scope: they can list the servers anyway). A caller with no scope at all on the name goes on
 to the authorizer, which refuses them the way it refuses them on a server that exists; the
-forwarder never forwards a flow without a server (docs/authorization.md).
+forwarder never forwards a flow without a server (docs/data-plane.md).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ the stream is opened — and cut if the record fails as the endpoint event passe
 is then unknown to every gateway, so nobody can post into it.
 
 With authentication off (the data plane alone) nothing is bound; POSTs are still routed only
-to a message path this process saw a stream of that server announce (docs/architecture.md).
+to a message path this process saw a stream of that server announce (docs/data-plane.md).
 """
 
 from __future__ import annotations

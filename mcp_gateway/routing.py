@@ -49,7 +49,7 @@ class Route:
 
 
 def method_problem(found: Route, method: str) -> tuple[int, str] | None:
-    """The routes each MCP transport has (docs/architecture.md, "Routes under each transport").
+    """The routes each MCP transport has (docs/data-plane.md, "Routes under each transport").
 
     Under /api/execute/{s} only two things are routed: GET of the SSE stream (other methods
     there: 405), and POST to a path below it, which must further be the message endpoint the
