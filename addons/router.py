@@ -55,8 +55,19 @@ class Router:
         error_pages.refuse_before_body(self._body_problem_of)
 
     def _body_problem_of(self, request: http.Request) -> tuple[int, str] | None:
+        """The rule applied to a request head before its body is read (error_pages)."""
         config = self.runtime.config
-        return None if config is None else self._body_problem(request, config.max_body_bytes)
+        if config is None:
+            return None
+        if problem := self._body_problem(request, config.max_body_bytes):
+            return problem
+        if foreign_origin(request, config.public_origin):
+            return None  # refused with 403 in requestheaders, as every foreign Origin is
+        try:
+            found = route(request.path)
+        except RouteError:
+            return None  # the router answers it
+        return _mcp_body_problem(request, found) if found is not None else None
 
     @refuse_on_error
     def requestheaders(self, flow: http.HTTPFlow) -> None:
@@ -93,7 +104,7 @@ class Router:
                 return refuse(flow, 400, "protocol upgrades (WebSocket, h2c) are not accepted on /api/*")
         flow.metadata[ROUTE] = found
         if found.is_mcp:
-            if problem := method_problem(found, request.method):
+            if problem := _mcp_body_problem(request, found):
                 return refuse(flow, *problem)
             server = registry.get(found.server)
             problem = ((404, f"unknown server {found.server!r}") if server is None else
@@ -132,24 +143,22 @@ class Router:
                 return 400, "Content-Length is not a number"
             if int(value) > cap:
                 return 413, f"request body larger than {cap} bytes"
-        return _mcp_body_problem(request, int(lengths[0].strip()) if lengths else 0)
+        return None
 
 
 _BODY_ON_UNINSPECTED_METHOD = "a body on {method} is not accepted on MCP paths; only POST bodies are read and forwarded"
 
 
-def _mcp_body_problem(request: http.Request, length: int) -> tuple[int, str] | None:
-    """Only POST bodies on MCP paths are inspected, so only they may carry one, and only as UTF-8 JSON."""
-    try:
-        found = route(request.path)
-    except RouteError:
-        return None  # the router answers it
-    if found is None or not found.is_mcp:
+def _mcp_body_problem(request: http.Request, found: Route) -> tuple[int, str] | None:
+    """A method the route does not take; a body on a method the gateway does not inspect (only
+    POST bodies are, on MCP paths); a POST body that is not UTF-8 JSON (docs/data-plane.md)."""
+    if not found.is_mcp:
         return None
     if problem := method_problem(found, request.method):
         return problem
     if request.method != "POST":
-        return (400, _BODY_ON_UNINSPECTED_METHOD.format(method=request.method)) if length > 0 else None
+        length = request.headers.get("content-length", "0").strip()  # a number: checked by _body_problem
+        return (400, _BODY_ON_UNINSPECTED_METHOD.format(method=request.method)) if int(length) > 0 else None
     if problem := json_content_type_problem(request.headers.get_all("content-type")):
         return 415, problem
     return None
