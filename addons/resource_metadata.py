@@ -1,7 +1,7 @@
 """Protected-resource metadata (RFC 9728): how an MCP client finds where to get a token.
 
-`GET /.well-known/oauth-protected-resource/api/{execute|streamable}/{s}` answers, for a
-registered server, its resource (`<public_url>/api/{transport}/{s}`, the exact URL clients
+`GET /.well-known/oauth-protected-resource/api/{execute|streamable}/{s}` answers, for any
+well-formed server name (registered or not: names are not told apart before sign-in), its resource (`<public_url>/api/{transport}/{s}`, the exact URL clients
 use), the gateway's authorization-server facade as the only authorization server, and the
 scopes that server takes. The 401 of every /api/{transport}/{s} request points here.
 Answered at `requestheaders`: public, static, nothing to forward.
@@ -35,13 +35,15 @@ class ResourceMetadata:
         found: Route | None = flow.metadata.get(ROUTE)
         if found is None or found.area is not Area.RESOURCE_METADATA:
             return
-        config, registry = self.runtime.config, self.runtime.registry
-        assert config is not None and registry is not None  # the Router refuses otherwise
+        config = self.runtime.config
+        assert config is not None  # the Router refuses otherwise
         if flow.request.method not in ("GET", "HEAD"):
             return refuse(flow, 405, "protected-resource metadata is read with GET", {"allow": "GET, HEAD"})
         if not config.auth.enabled:
             return refuse(flow, 404, "authentication is off: no protected resources")
-        if found.server is None or registry.get(found.server) is None:
+        # Any well-formed name: the metadata derives from the name alone, and a 404 for unknown
+        # names would tell them apart before sign-in (docs/data-plane.md, "Unknown and disabled servers").
+        if found.server is None:
             return refuse(flow, 404, "no protected resource here; metadata lives at "
                                      "/.well-known/oauth-protected-resource/api/{execute|streamable}/{server}")
         metadata = protected_resource_metadata(config.public_url, found.rest, found.server)

@@ -82,6 +82,15 @@ def test_a_browser_is_sent_to_the_login_page_the_same_way_for_every_name(gateway
     assert len(set(answers.values())) == 1, answers
 
 
+@pytest.mark.parametrize("transport", ["execute", "streamable"])
+def test_the_metadata_named_in_the_401_answers_alike_for_every_name(gateway, transport):
+    gw, _ = gateway
+    answers = {name: _shape(request(gw.port, "GET", f"/.well-known/oauth-protected-resource/api/{transport}/{name}"),
+                            name) for name in NAMES}
+    assert {a[0] for a in answers.values()} == {200}, answers
+    assert len(set(answers.values())) == 1, answers
+
+
 @pytest.mark.parametrize("method,template,body", REQUESTS, ids=REQUEST_IDS)
 @pytest.mark.parametrize("user", ["nobody", "alice"])
 def test_a_caller_without_any_scope_on_a_name_gets_the_same_403_whether_it_exists_or_not(
