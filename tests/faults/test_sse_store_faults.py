@@ -6,8 +6,11 @@ so identifying needs no store and the stream itself is what meets the fault."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import time
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -15,6 +18,7 @@ import pytest
 from tests.faults.conftest import ADMIN_ENV
 from tests.support.gateway import run_gateway, server_entry
 from tests.support.jwks_server import JwksServer, SigningKey, token_claims
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,6 +31,12 @@ SQLITE_BUSY_TIMEOUT = 5.0
 
 @pytest.fixture
 def jwt_gateway(tmp_path, upstream_sse_answers):
+    with _jwt_gateway(tmp_path, upstream_sse_answers) as running:
+        yield running
+
+
+@contextmanager
+def _jwt_gateway(tmp_path, upstream, session=None):
     key = SigningKey.rsa("k1")
     auth = {"enabled": True, "provider_type": "generic", "generic": {
         "client_id": CLIENT_ID, "issuer": ISSUER, "authorize_url": f"{ISSUER}/authorize",
@@ -35,7 +45,7 @@ def jwt_gateway(tmp_path, upstream_sse_answers):
         jwks.publish(key)
         auth["generic"]["jwks_url"] = jwks.url
         flag = tmp_path / "fail-sse-records"
-        with run_gateway(tmp_path, [server_entry("currenttime", upstream_sse_answers.url)], auth=auth,
+        with run_gateway(tmp_path, [server_entry("currenttime", upstream.url)], auth=auth, session=session,
                          extra_scripts=["tests/support/sse_record_faults.py"],
                          env={**ADMIN_ENV, "MCP_AUTH_CLIENT_SECRET": "s", "MCP_TEST_SSE_RECORD_FAULT": str(flag)}) as gw:
             token = key.sign(token_claims(ISSUER, CLIENT_ID, sub="sse-user", groups=["mcp-admin"]))
@@ -88,3 +98,24 @@ def test_a_stream_whose_record_fails_is_cut_and_its_session_is_usable_by_nobody(
         assert "could not be recorded" in gw.log
     finally:
         flag.unlink()
+
+
+def test_a_stream_is_refused_while_redis_does_not_answer(tmp_path, upstream_sse_answers):
+    with RedisServer(tmp_path / "redis") as redis, \
+            _jwt_gateway(tmp_path, upstream_sse_answers, session={"store": redis.url}) as (gw, headers, _, _):
+        assert redis.process is not None
+        os.kill(redis.process.pid, signal.SIGSTOP)  # up but not answering: every store call times out
+        try:
+            started = time.monotonic()
+            with httpx.Client(timeout=30) as http:
+                with http.stream("GET", gw.sse_url("currenttime"), headers=headers) as stream:
+                    assert stream.status_code == 503
+                    assert b"session_id" not in stream.read()
+            assert time.monotonic() - started < 15
+        finally:
+            os.kill(redis.process.pid, signal.SIGCONT)
+        with httpx.Client(timeout=10) as http:
+            with http.stream("GET", gw.sse_url("currenttime"), headers=headers) as stream:
+                lines = stream.iter_lines()
+                endpoint = next(line[5:].strip() for line in lines if line.startswith("data:"))
+                assert http.post(f"{gw.url}{endpoint}", json=INIT, headers=headers).status_code == 202
