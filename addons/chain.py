@@ -1,6 +1,7 @@
 """The gateway's addons, in the order mitmproxy runs them:
-settings → route → identify → bind MCP sessions → authorize → registry API → forward (with timeouts) → audit
-→ mask secret arguments in the stored flow, plus the server-files watcher and the login app's supervisor."""
+settings → route → identify → tell unknown servers apart → bind MCP sessions → authorize → registry API
+→ forward (with timeouts) → audit → mask secret arguments in the stored flow, plus the server-files
+watcher, health checks and the login app's supervisor (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from .resource_metadata import ResourceMetadata
 from .router import Router
 from .runtime import Runtime
 from .server_files_watch import ServerFilesWatch
+from .server_gate import ServerGate
 from .session_binding import SessionBinding
 from .settings import Settings
 from .supervisor import LoginAppSupervisor
@@ -39,6 +41,7 @@ def build_chain() -> list[object]:
         Router(runtime),
         ResourceMetadata(runtime),
         Identify(runtime),
+        ServerGate(runtime, authorizer.scopes_of),
         SessionBinding(runtime),
         authorizer,
         RegistryApi(runtime, authorizer.scopes_of),

@@ -13,11 +13,12 @@ import logging
 from mitmproxy import http
 
 from mcp_gateway.config import ServerConfig
+from mcp_gateway.header_policy import HeaderStripList, is_forwarding
 from mcp_gateway.routing import Area, Route
 from mcp_gateway.upstream import upstream_target
 
 from .failclosed import APPROVED, refuse_on_error
-from .router import ROUTE, SERVER, refuse
+from .router import ROUTE, SERVER, SERVER_PROBLEM, refuse
 from .runtime import Runtime
 from .sse_stream import SSE_MESSAGE_FILTER, SseTransformer
 from .upstream_credentials import upstream_credential
@@ -26,22 +27,22 @@ log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "mcp_gateway_session"
 FORWARDED_TO = "gateway.forwarded_to"
-# Headers a client must never be able to set for the upstream: identity the gateway
-# asserts, and forwarding information the gateway itself writes. Also the identity headers
-# other front ends assert (an upstream deployed behind one may trust them: ALB, IAP, Azure,
-# Cloudflare Access, client certificates), and headers some frameworks read as the real path
-# or method, which would undo the decision made for this one.
-STRIPPED_PREFIXES = (
-    "x-forwarded-", "x-user", "x-groups", "x-auth", "x-mcp-gateway-", "x-real-ip", "x-remote-",
-    "x-amzn-oidc-", "x-goog-authenticated-", "x-goog-iap-", "x-ms-client-principal", "cf-access-",
-    "x-client-cert", "x-ssl-client", "x-original-", "x-http-method", "x-method-override",
-)
-STRIPPED_HEADERS = ("authorization", "forwarded", "proxy-authorization", "origin", "remote-user", "x-rewrite-url")
+JSON = "application/json"
 
 
 class Forwarder:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
+        self._strip_list: tuple[tuple[str, ...], HeaderStripList] | None = None
+
+    def strip_list(self) -> HeaderStripList:
+        """Identity, forwarding and override headers a client must never set for the upstream
+        (mcp_gateway/header_policy.py), plus the operator's `strip_request_headers`."""
+        config = self.runtime.config
+        extra = config.strip_request_headers if config is not None else ()
+        if self._strip_list is None or self._strip_list[0] != extra:
+            self._strip_list = (extra, HeaderStripList(extra))
+        return self._strip_list[1]
 
     @refuse_on_error
     def request(self, flow: http.HTTPFlow) -> None:
@@ -51,6 +52,8 @@ class Forwarder:
         if found is None:
             return  # not routed: the sentinel refuses it
         if found.is_mcp:
+            if SERVER not in flow.metadata:  # unknown or disabled, and the checks before did not say so
+                return refuse(flow, *flow.metadata.get(SERVER_PROBLEM, (404, f"unknown server {found.server!r}")))
             self._to_server(flow, flow.metadata[SERVER], found)
         elif found.area is Area.LOGIN:
             self._to_login_app(flow)
@@ -61,15 +64,18 @@ class Forwarder:
 
     def _strip_client_headers(self, headers: http.Headers) -> None:
         # One pass over the raw fields: deleting key by key re-scans mitmproxy's header list each time.
+        strips = self.strip_list().strips
         headers.fields = tuple(
-            (name, value) for name, value in headers.fields
-            if not _stripped(name.decode("latin-1").lower())
+            (name, value) for name, value in headers.fields if not strips(name.decode("latin-1"))
         )
         remove_session_cookie(headers)
 
     def _to_server(self, flow: http.HTTPFlow, server: ServerConfig, found: Route) -> None:
         request = flow.request
         self._strip_client_headers(request.headers)
+        if request.method == "POST":
+            # The router let only UTF-8 JSON through: the upstream parses exactly what was inspected.
+            request.headers["content-type"] = JSON
         if server.upstream_header:
             value = upstream_credential(server)
             if value is None:
@@ -88,9 +94,9 @@ class Forwarder:
         assert target is not None
         request = flow.request
         client_ip = flow.client_conn.peername[0] if flow.client_conn.peername else ""
-        for name in list(request.headers.keys()):
-            if name.lower() in ("forwarded", "x-real-ip") or name.lower().startswith("x-forwarded-"):
-                del request.headers[name]
+        request.headers.fields = tuple(
+            (name, value) for name, value in request.headers.fields if not is_forwarding(name.decode("latin-1"))
+        )
         request.headers["x-forwarded-for"] = client_ip
         scheme, _, hostport = target.partition("://")
         host, _, port = hostport.partition(":")
@@ -115,10 +121,6 @@ class Forwarder:
             return  # an addon needs the whole body (e.g. to filter a tools/list answer)
         else:
             flow.response.stream = True
-
-
-def _stripped(lower: str) -> bool:
-    return lower in STRIPPED_HEADERS or lower.startswith(STRIPPED_PREFIXES)
 
 
 def remove_session_cookie(headers: http.Headers) -> None:

@@ -13,7 +13,8 @@ import time
 
 from mitmproxy import http
 
-from mcp_gateway.routing import Area, RouteError, route
+from mcp_gateway.content_type import json_content_type_problem
+from mcp_gateway.routing import Area, Route, RouteError, method_problem, route
 
 from . import error_pages
 from .failclosed import refuse_on_error
@@ -26,6 +27,9 @@ ROUTE = "gateway.route"
 SERVER = "gateway.server"
 STARTED = "gateway.started"
 SEEN = "gateway.seen"
+# With auth on, an unknown or disabled server is told apart only after the caller is identified
+# (addons/server_gate.py): (status, message) of the answer it would have had.
+SERVER_PROBLEM = "gateway.server_problem"
 # A CR, LF or NUL inside a header: mitmproxy passes it on, and an upstream that reads a bare CR
 # as a line end would see a header the gateway never saw (e.g. an X-User it strips).
 _CONTROL_IN_HEADER = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
@@ -51,8 +55,19 @@ class Router:
         error_pages.refuse_before_body(self._body_problem_of)
 
     def _body_problem_of(self, request: http.Request) -> tuple[int, str] | None:
+        """The rule applied to a request head before its body is read (error_pages)."""
         config = self.runtime.config
-        return None if config is None else self._body_problem(request, config.max_body_bytes)
+        if config is None:
+            return None
+        if problem := self._body_problem(request, config.max_body_bytes):
+            return problem
+        if foreign_origin(request, config.public_origin):
+            return None  # refused with 403 in requestheaders, as every foreign Origin is
+        try:
+            found = route(request.path)
+        except RouteError:
+            return None  # the router answers it
+        return _mcp_body_problem(request, found) if found is not None else None
 
     @refuse_on_error
     def requestheaders(self, flow: http.HTTPFlow) -> None:
@@ -89,14 +104,29 @@ class Router:
                 return refuse(flow, 400, "protocol upgrades (WebSocket, h2c) are not accepted on /api/*")
         flow.metadata[ROUTE] = found
         if found.is_mcp:
+            if problem := _mcp_body_problem(request, found):
+                return refuse(flow, *problem)
             server = registry.get(found.server) or self.runtime.services.get("builtin_servers", {}).get(found.server)
-            if server is None:
-                return refuse(flow, 404, f"unknown server {found.server!r}")
-            if not server.enabled:
-                return refuse(flow, 503, f"server {found.server!r} is disabled")
-            flow.metadata[SERVER] = server
+            problem = ((404, f"unknown server {found.server!r}") if server is None else
+                       (503, f"server {found.server!r} is disabled") if not server.enabled else None)
+            if problem is None:
+                flow.metadata[SERVER] = server
+            elif config.auth.enabled:
+                flow.metadata[SERVER_PROBLEM] = problem  # no enumeration before sign-in
+            else:
+                return refuse(flow, *problem)
         elif found.area is Area.LOGIN and self.runtime.login_app_url is None:
             return refuse(flow, 503, "the login app is not running")
+
+    @refuse_on_error
+    def request(self, flow: http.HTTPFlow) -> None:
+        # A body that arrived without a Content-Length (HTTP/2 DATA frames) on a method the
+        # gateway does not inspect: the head looked bodiless, the body is here now.
+        found: Route | None = flow.metadata.get(ROUTE)
+        if (flow.response or flow.error or not flow.live or found is None or not found.is_mcp
+                or flow.request.method == "POST" or not flow.request.raw_content):
+            return
+        refuse(flow, 400, _BODY_ON_UNINSPECTED_METHOD.format(method=flow.request.method))
 
     @staticmethod
     def _body_problem(request: http.Request, cap: int) -> tuple[int, str] | None:
@@ -114,3 +144,21 @@ class Router:
             if int(value) > cap:
                 return 413, f"request body larger than {cap} bytes"
         return None
+
+
+_BODY_ON_UNINSPECTED_METHOD = "a body on {method} is not accepted on MCP paths; only POST bodies are read and forwarded"
+
+
+def _mcp_body_problem(request: http.Request, found: Route) -> tuple[int, str] | None:
+    """A method the route does not take; a body on a method the gateway does not inspect (only
+    POST bodies are, on MCP paths); a POST body that is not UTF-8 JSON (docs/data-plane.md)."""
+    if not found.is_mcp:
+        return None
+    if problem := method_problem(found, request.method):
+        return problem
+    if request.method != "POST":
+        length = request.headers.get("content-length", "0").strip()  # a number: checked by _body_problem
+        return (400, _BODY_ON_UNINSPECTED_METHOD.format(method=request.method)) if int(length) > 0 else None
+    if problem := json_content_type_problem(request.headers.get_all("content-type")):
+        return 415, problem
+    return None

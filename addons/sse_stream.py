@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Callable, Protocol
 
-from mitmproxy import http
+from mitmproxy import ctx, http
 
 from mcp_gateway.config import ServerConfig
 from mcp_gateway.routing import RouteError
@@ -22,7 +22,7 @@ from mcp_gateway.upstream import public_endpoint, session_id_from_query
 log = logging.getLogger(__name__)
 
 SSE_MESSAGE_FILTER = "gateway.sse_message_filter"   # callable(SseEvent) -> SseEvent | None, set by other addons
-SSE_SESSION_OPENED = "gateway.sse_session_opened"   # callable(session_id) -> bool (False: refuse the stream)
+SSE_SESSION_OPENED = "gateway.sse_session_opened"   # callable(session_id, path) -> bool (False: refuse the stream)
 SSE_SESSION_ID = "gateway.sse_session_id"           # the session id the endpoint event announced
 
 
@@ -82,16 +82,29 @@ class SseTransformer:
     def _rewrite_endpoint(self, event: SseEvent) -> bytes | None:
         try:
             event.data = public_endpoint(self.server, event.data)
-            session_id = session_id_from_query(event.data.partition("?")[2])
+            path, _, query = event.data.partition("?")
+            session_id = session_id_from_query(query)
         except RouteError as e:
             log.error("server %s: %s", self.server.name, e.message)
             return None
         self.endpoint_seen = True
         on_session = self.flow.metadata.get(SSE_SESSION_OPENED)
         self.flow.metadata[SSE_SESSION_ID] = session_id
-        if on_session is not None and not on_session(session_id):
+        # The message endpoint, relative to /api/execute/{s}: POSTs are routed there only.
+        announced = path[len(f"/api/execute/{self.server.name}"):]
+        if on_session is not None and not on_session(session_id, announced):
             return None
         return event.serialize()
+
+    def cut(self, reason: str) -> None:
+        """End this stream from outside the stream (e.g. a failed store write): nothing more
+        passes, and the upstream connection is closed, which ends the client's stream too."""
+        self._die(reason)
+        proxyserver = ctx.master.addons.get("proxyserver")
+        handler = proxyserver.connections.get(self.flow.client_conn.id) if proxyserver else None
+        io = handler.transports.get(self.flow.server_conn) if handler else None
+        if io is not None and io.writer is not None:
+            io.writer.close()
 
     def _die(self, reason: str) -> bytes:
         log.error("SSE stream from %s cut: %s", self.server.name, reason)

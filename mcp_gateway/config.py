@@ -141,6 +141,7 @@ class GatewayConfig:
     editor_upstream_hosts: tuple[str, ...] = ()
     health_check_interval: float = 60.0
     health_check_timeout: float = 10.0
+    strip_request_headers: tuple[str, ...] = ()
 
     @property
     def public_origin(self) -> str:
@@ -292,6 +293,7 @@ def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | No
         editor_upstream_hosts=gw["editor_upstream_hosts"],
         health_check_interval=gw["health_check_interval"],
         health_check_timeout=gw["health_check_timeout"],
+        strip_request_headers=gw["strip_request_headers"],
     )
 
 

@@ -10,6 +10,7 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from .durations import parse_duration
+from .header_policy import parse_pattern
 
 REQUIRED = object()
 
@@ -99,6 +100,13 @@ def as_str_list(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+def as_header_patterns(value: object) -> tuple[str, ...]:
+    try:
+        return tuple(parse_pattern(p) for p in as_str_list(value))
+    except ValueError as e:
+        raise ValueProblem(str(e)) from None
+
+
 def one_of(*choices: str) -> Callable[[object], str]:
     def parse(value: object) -> str:
         text = as_str(value).strip().lower()
@@ -164,6 +172,9 @@ GATEWAY_KEYS = (
     Key("login_app_port", as_port, 0, "Loopback port of the supervised login app; 0 picks a free one."),
     Key("max_body_bytes", as_positive_int, 1048576,
         "Largest MCP request body the gateway reads and inspects; larger bodies get 413."),
+    Key("strip_request_headers", as_header_patterns, (),
+        "More request headers never forwarded upstream, beside the built-in identity and forwarding families: "
+        "names or prefixes ending in '*' (e.g. [\"X-Corp-*\"]), compared case-insensitively with '_' read as '-'."),
     Key("connect_timeout", as_duration, "10s", "Time allowed to connect to an upstream before answering 502."),
     Key("response_timeout", as_duration, "60s",
         "Time allowed for an upstream to start answering (send response headers) before answering 504."),

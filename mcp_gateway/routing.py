@@ -16,6 +16,11 @@ from enum import Enum
 from .config_schema import SERVER_NAME
 
 
+# The SSE stream's public paths: /api/execute/{s}, /api/execute/{s}/ and /api/execute/{s}/sse.
+SSE_STREAM_RESTS = ("", "/", "/sse")
+STREAMABLE_METHODS = ("POST", "GET", "DELETE")
+
+
 class Area(Enum):
     SSE = "execute"            # /api/execute/{s}[/...]
     STREAMABLE = "streamable"  # /api/streamable/{s}
@@ -37,6 +42,30 @@ class Route:
     @property
     def is_mcp(self) -> bool:
         return self.area in (Area.SSE, Area.STREAMABLE)
+
+    @property
+    def is_sse_stream(self) -> bool:
+        return self.area is Area.SSE and self.rest in SSE_STREAM_RESTS
+
+
+def method_problem(found: Route, method: str) -> tuple[int, str] | None:
+    """The routes each MCP transport has (docs/data-plane.md, "Routes under each transport").
+
+    Under /api/execute/{s} only two things are routed: GET of the SSE stream (other methods
+    there: 405), and POST to a path below it, which must further be the message endpoint the
+    stream announced (checked against the session's record in addons/session_binding.py). Any
+    other method on any other path there is 404, so no other endpoint of the upstream is
+    reachable around the checks.
+    """
+    if found.area is Area.SSE:
+        if found.is_sse_stream and method != "GET":
+            return 405, f"{method} is not accepted on the SSE stream; open it with GET"
+        if not found.is_sse_stream and method != "POST":
+            return 404, (f"no such path on this gateway: under /api/execute/{found.server} only GET of the SSE "
+                         "stream and POST to the message endpoint it announced are routed")
+    elif found.area is Area.STREAMABLE and method not in STREAMABLE_METHODS:
+        return 405, f"{method} is not an MCP method; use POST, GET or DELETE"
+    return None
 
 
 class RouteError(Exception):

@@ -63,7 +63,8 @@ def test_requests_decisions_logins_and_latency_are_counted(metered_gateway):
     for _ in range(3):  # refused: no credentials
         assert httpx.post(gw.streamable_url("currenttime"), json=INITIALIZE, headers=MCP_HEADERS,
                           timeout=15).status_code == 401
-    assert httpx.get(f"{gw.url}/api/streamable/nosuchserver", timeout=15).status_code == 404
+    # unauthenticated: names are not told apart before sign-in (docs/data-plane.md)
+    assert httpx.get(f"{gw.url}/api/streamable/nosuchserver", timeout=15).status_code == 401
 
     after = scrape(gw)
     requests = "mcp_gateway_requests_total"
@@ -72,7 +73,7 @@ def test_requests_decisions_logins_and_latency_are_counted(metered_gateway):
     assert moved(before, after, requests, server="currenttime", route="streamable", decision="refused",
                  status="401") == 3
     # An unknown server name is not a label value: anyone could mint unbounded series.
-    assert moved(before, after, requests, server="-", route="streamable", decision="refused", status="404") == 1
+    assert moved(before, after, requests, server="-", route="streamable", decision="refused", status="401") == 1
     assert not [key for key in after if ("server", "nosuchserver") in key[1]]
     assert moved(before, after, "mcp_gateway_logins_total", provider="local", outcome="success") == 1
     assert moved(before, after, "mcp_gateway_logins_total", provider="local", outcome="failure") == 1

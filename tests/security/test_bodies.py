@@ -1,6 +1,8 @@
 """Hostile request bodies against the real gateway: every body it cannot read unambiguously is
 refused whole and reaches no upstream — on the SSE transport's message path as on Streamable
-HTTP and the registry API — and a body it refuses by its size is never read into memory."""
+HTTP and the registry API — and a body it refuses by its size is never read into memory. Only
+UTF-8 JSON is accepted (the upstream gets a canonical `application/json`), and only on POST:
+a body on a method the gateway does not inspect is refused before it is read."""
 
 from __future__ import annotations
 
@@ -12,11 +14,20 @@ import time
 import httpx
 import pytest
 
-from tests.security.hostile import assert_json_refusal, cookie, exchange, parse_answer, request, session_cookie
+from tests.security.hostile import (
+    assert_json_refusal,
+    cookie,
+    exchange,
+    parse_answer,
+    request,
+    session_cookie,
+    sse_stream,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
 MESSAGES_PATH = "/api/execute/recorder/messages/?session_id=0123456789abcdef0123456789abcdef"
+PING = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
 CALL = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"countdown","arguments":{}}}'
 UNREADABLE = {
     "not JSON": b"this is not json",
@@ -69,11 +80,10 @@ UNREADABLE = {
 
 
 @pytest.mark.parametrize("name", list(UNREADABLE))
-@pytest.mark.parametrize("path", [MESSAGES_PATH, "/api/streamable/recorder"], ids=["sse-messages", "streamable"])
-def test_unreadable_mcp_bodies_are_refused_whole(auth_gateway, recorder, signed_in, path, name):
+def test_unreadable_mcp_bodies_are_refused_whole(auth_gateway, recorder, signed_in, name):
     before = len(recorder.requests)
-    answer = request(auth_gateway.port, "POST", path, [session_cookie(signed_in["admin"]),
-                                                       ("Content-Type", "application/json")], UNREADABLE[name])
+    answer = request(auth_gateway.port, "POST", "/api/streamable/recorder",
+                     [session_cookie(signed_in["admin"]), ("Content-Type", "application/json")], UNREADABLE[name])
     assert answer.status in (400, 413), answer.head
     assert_json_refusal(answer, answer.status)
     assert len(UNREADABLE[name]) < 100 or answer.body.count(UNREADABLE[name][:100]) == 0  # no echo of the input
@@ -81,11 +91,112 @@ def test_unreadable_mcp_bodies_are_refused_whole(auth_gateway, recorder, signed_
     assert len(recorder.requests) == before
 
 
-def test_a_readable_body_on_the_sse_message_path_is_forwarded(auth_gateway, recorder, signed_in):
-    answer = request(auth_gateway.port, "POST", MESSAGES_PATH, [session_cookie(signed_in["admin"])], CALL.encode())
+@pytest.mark.parametrize("name", ["not JSON", "duplicate method", "escaped duplicate", "UTF-16", "latin-1 bytes",
+                                  "two documents", "method array", "name object", "very deep"])
+def test_unreadable_bodies_on_the_sse_message_endpoint_are_refused_whole(auth_gateway, signed_in, name):
+    with sse_stream(auth_gateway, signed_in["admin"]) as endpoint:
+        answer = request(auth_gateway.port, "POST", endpoint,
+                         [session_cookie(signed_in["admin"]), ("Content-Type", "application/json")], UNREADABLE[name])
+        assert answer.status in (400, 413), answer.head
+        assert_json_refusal(answer, answer.status)
+
+
+def test_a_readable_body_is_forwarded_byte_for_byte(auth_gateway, recorder, signed_in):
+    answer = request(auth_gateway.port, "POST", "/api/streamable/recorder", [session_cookie(signed_in["admin"])],
+                     CALL.encode())
     assert answer.status == 200
-    assert recorder.requests[-1].path == "/messages/?session_id=0123456789abcdef0123456789abcdef"
+    assert recorder.requests[-1].path == "/mcp"
     assert recorder.requests[-1].body == CALL.encode()  # byte for byte
+
+
+# Content types an upstream could read another way than the gateway did (it decodes UTF-8 JSON).
+REFUSED_CONTENT_TYPES = {
+    "utf-7": [("Content-Type", "application/json; charset=utf-7")],
+    "UTF-7 upper": [("Content-Type", "application/json; charset=UTF-7")],
+    "quoted utf-7": [("Content-Type", 'application/json; charset="utf-7"')],
+    "name upper": [("Content-Type", "application/json; CHARSET=utf-16")],
+    "utf-16": [("Content-Type", "application/json;charset=utf-16")],
+    "utf-16le": [("Content-Type", "application/json; charset=utf-16le")],
+    "latin-1": [("Content-Type", "application/json; charset=iso-8859-1")],
+    "utf8 alias": [("Content-Type", "application/json; charset=utf8")],
+    "unbalanced quote": [("Content-Type", 'application/json; charset="utf-8')],
+    "escaped quote": [("Content-Type", 'application/json; charset="utf\\-8"')],
+    "utf-8 then utf-7": [("Content-Type", "application/json; charset=utf-8; charset=utf-7")],
+    "utf-7 then utf-8": [("Content-Type", "application/json; charset=utf-7; charset=utf-8")],
+    "utf-8 twice": [("Content-Type", "application/json; charset=utf-8; charset=utf-8")],
+    "charset without value": [("Content-Type", "application/json; charset")],
+    "two headers": [("Content-Type", "application/json"), ("Content-Type", "application/json; charset=utf-7")],
+    "two equal headers": [("Content-Type", "application/json"), ("Content-Type", "application/json")],
+    "text/plain": [("Content-Type", "text/plain")],
+    "text/json": [("Content-Type", "text/json")],
+    "form": [("Content-Type", "application/x-www-form-urlencoded")],
+    "multipart": [("Content-Type", "multipart/form-data; boundary=x")],
+    "json-patch": [("Content-Type", "application/json-patch+json")],
+    "list": [("Content-Type", "application/json, text/plain")],
+    "empty": [("Content-Type", "")],
+}
+
+
+@pytest.mark.parametrize("name", list(REFUSED_CONTENT_TYPES))
+@pytest.mark.parametrize("path", ["/api/streamable/recorder", MESSAGES_PATH], ids=["streamable", "sse-messages"])
+def test_a_charset_other_than_utf8_or_another_media_type_is_refused_with_415(auth_gateway, recorder, signed_in,
+                                                                              path, name):
+    before = len(recorder.requests)
+    answer = request(auth_gateway.port, "POST", path,
+                     [session_cookie(signed_in["admin"]), *REFUSED_CONTENT_TYPES[name]], PING)
+    assert_json_refusal(answer, 415)
+    time.sleep(0.05)
+    assert len(recorder.requests) == before
+
+
+@pytest.mark.parametrize("content_type", [
+    None, "application/json", "application/json; charset=utf-8", "Application/JSON; Charset=UTF-8",
+    'application/json; charset="utf-8"', "application/json;charset=utf-8;", "application/json; profile=x",
+])
+def test_the_upstream_receives_a_canonical_json_content_type(auth_gateway, recorder, signed_in, content_type):
+    headers = [session_cookie(signed_in["admin"])] + ([("Content-Type", content_type)] if content_type else [])
+    answer = request(auth_gateway.port, "POST", "/api/streamable/recorder", headers, PING)
+    assert answer.status == 200, answer.head
+    seen = recorder.requests[-1]
+    assert seen.headers["content-type"] == "application/json"
+    assert seen.body == PING
+
+
+@pytest.mark.parametrize("method,path,status", [
+    ("GET", "/api/streamable/recorder", 400),
+    ("DELETE", "/api/streamable/recorder", 400),
+    ("GET", "/api/execute/recorder/sse", 400),
+    ("GET", "/api/execute/recorder", 400),
+    ("OPTIONS", "/api/streamable/recorder", 405),
+    ("PUT", "/api/streamable/recorder", 405),
+    ("DELETE", "/api/execute/recorder/sse", 405),
+    ("HEAD", "/api/execute/recorder/sse", 405),
+    ("GET", MESSAGES_PATH, 404),
+    ("DELETE", MESSAGES_PATH, 404),
+])
+@pytest.mark.parametrize("signed", [True, False], ids=["signed-in", "anonymous"])
+def test_a_body_on_a_method_the_gateway_does_not_inspect_is_refused_before_it_is_read(
+        auth_gateway, recorder, signed_in, method, path, status, signed):
+    before = len(recorder.requests)
+    credentials = f"Cookie: mcp_gateway_session={signed_in['admin']}\r\n" if signed else ""
+    head = (f"{method} {path} HTTP/1.1\r\nHost: x\r\n{credentials}Content-Type: application/json\r\n"
+            f"Content-Length: 100000\r\n\r\n").encode()
+    started = time.monotonic()
+    answer = parse_answer(exchange(auth_gateway.port, head + PING, timeout=3.0))
+    assert time.monotonic() - started < 2.5, "the answer waited for the body"
+    if method != "HEAD":
+        assert_json_refusal(answer, status)
+    assert answer.status == status
+    time.sleep(0.05)
+    assert len(recorder.requests) == before
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_an_empty_declared_body_on_get_and_delete_still_passes(auth_gateway, recorder, signed_in, method):
+    answer = request(auth_gateway.port, method, "/api/streamable/recorder",
+                     [session_cookie(signed_in["admin"]), ("Content-Length", "0")])
+    assert answer.status == 200, answer.head
+    assert recorder.requests[-1].method == method and recorder.requests[-1].body == b""
 
 
 def test_a_batch_with_one_forbidden_call_is_refused_whole_on_the_sse_transport(auth_gateway, signed_in):
