@@ -20,7 +20,7 @@ from tests.browser.test_login_pages import sign_in
 from tests.e2e.conftest import ADMIN_PASSWORD, wait_for_login_app
 from tests.support.facade import Facade
 from tests.support.gateway import Gateway, run_gateway, server_entry
-from tests.support.launcher import wait_until
+from tests.support.waiting import wait_until
 from tests.support.mcp_clients import ACCEPT, INIT
 from tests.support.processes import REPO, free_port
 from tests.support.upstreams import mcp_upstream

@@ -30,6 +30,7 @@ import yaml
 from tests.support.cognito import CognitoAppClient, MotoCognito
 from tests.support.cognito import moto_cognito  # noqa: F401  (fixture)
 from tests.support.cognito_discovery import CompletedDiscovery, completed_cognito_discovery
+from tests.support import waiting
 from tests.support.processes import REPO, VENV_BIN, Process, free_port, wait_for_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -103,16 +104,8 @@ def container(tmp_path: Path, env: dict[str, str], port: int) -> Iterator[tuple[
         process.stop()
 
 
-def wait_until(check, timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(what)
+def wait_until(check, what: str, timeout: float = 30.0) -> None:
+    waiting.wait_until(check, timeout, what, interval=0.2, ignoring=(httpx.HTTPError,))
 
 
 def test_the_guides_docker_run_works_as_written(moto_cognito: MotoCognito, tmp_path: Path) -> None:
@@ -147,13 +140,21 @@ def test_the_guides_docker_run_works_as_written(moto_cognito: MotoCognito, tmp_p
             assert http.get("/api/servers", headers=signed).status_code == 200
             assert http.get("/api/servers").status_code == 401
 
+            # a server definition file dropped into the registry/servers volume is served, without a restart
+            (app / "registry" / "servers" / "currenttime.json").write_text(json.dumps(
+                {"server_name": "Current time", "path": "/currenttime", "proxy_pass_url": "http://127.0.0.1:9",
+                 "description": "from the volume", "tags": ["time"]}))
+            wait_until(lambda: http.get("/api/servers/currenttime", headers=signed).status_code == 200,
+                       what="the server from the registry/servers volume")
+            assert http.get("/api/servers/currenttime", headers=signed).json()["description"] == "from the volume"
+
         # the access log and the audit log land in the logs volume, a line per request
         access, audit = app / "logs" / "access.log", app / "logs" / "audit.jsonl"
         wait_until(lambda: audit.exists() and len(audit.read_text().splitlines()) >= 2, what="audit log")
         records = [json.loads(line) for line in audit.read_text().splitlines()]
-        assert [(r["path"], r["status"]) for r in records[-2:]] == [("/api/servers", 200), ("/api/servers", 401)]
+        assert [r["status"] for r in records if r["path"] == "/api/servers"] == [200, 401]
         lines = access.read_text().splitlines()
-        assert len([line for line in lines if "path=/api/servers" in line]) == 2
+        assert len([line for line in lines if "path=/api/servers " in line]) == 2
         assert session not in access.read_text() and session not in audit.read_text()
         output = proc.output  # (before the stop: mitmproxy may log a cancelled connection on SIGTERM)
     assert f"configured from the environment alone; relative paths resolve against {app}" in output

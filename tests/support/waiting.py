@@ -9,12 +9,20 @@ T = TypeVar("T")
 
 
 def wait_until(predicate: Callable[[], T], timeout: float = 15, message: str = "condition",
-               interval: float = 0.1) -> T:
+               interval: float = 0.1, ignoring: tuple[type[BaseException], ...] = ()) -> T:
     """The first truthy result of `predicate()` within `timeout` seconds; else an AssertionError
-    naming `message` and the last result."""
+    naming `message` and the last result. Exceptions of the `ignoring` types count as falsy
+    (e.g. a connection refused while a process starts)."""
     deadline = time.monotonic() + timeout
     while True:
-        result = predicate()
+        try:
+            result = predicate()
+        except ignoring as e:
+            result = e  # type: ignore[assignment]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{message}: not so within {timeout} s (last: {e!r})") from e
+            time.sleep(interval)
+            continue
         if result:
             return result
         if time.monotonic() > deadline:
