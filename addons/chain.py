@@ -1,5 +1,5 @@
 """The gateway's addons, in the order mitmproxy runs them:
-settings → route → identify → bind MCP sessions → authorize → registry API → forward (with timeouts) → audit
+settings → route → identify → bind MCP sessions → authorize → per-user upstream tokens → registry API → forward (with timeouts) → audit
 → mask secret arguments in the stored flow, plus the server-files watcher and the login app's supervisor."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .session_binding import SessionBinding
 from .settings import Settings
 from .supervisor import LoginAppSupervisor
 from .timeouts import UpstreamTimeouts
+from .upstream_oauth import UpstreamOAuthTokens
 from .upstream_tls import UpstreamTls
 
 
@@ -36,6 +37,7 @@ def build_chain() -> list[object]:
         Identify(runtime),
         SessionBinding(runtime),
         authorizer,
+        UpstreamOAuthTokens(runtime, authorizer.scopes_of, authorizer.codec),  # per-user upstream tokens, /api/connections
         RegistryApi(runtime, authorizer.scopes_of),
         Forwarder(runtime),
         UpstreamTimeouts(runtime),

@@ -24,6 +24,7 @@ from .local_login import local_login
 from .oauth_flow import finish_login, start_login
 from .pages import login_page, signed_in_page
 from .session_api import json_error, logout, me
+from .upstream_connect import UPSTREAM_CONNECT_ROUTES
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ ROUTES = [
     Route("/oauth/session", signed_in_page, methods=["GET"]),
     Route("/oauth/healthz", health, methods=["GET"]),
     *FACADE_ROUTES,
+    *UPSTREAM_CONNECT_ROUTES,
 ]
 
 

@@ -1,0 +1,291 @@
+"""Per-user upstream tokens (docs/end-to-end-tokens.md) through real processes, on both stores.
+
+The test OIDC provider is the authorization server of the service behind the tools; an `mcp`
+SDK server that requires its bearer tokens (tests/support/bearer_upstream.py) is the upstream.
+Gateway users sign in with local accounts, connect their own account at the service through
+the gateway's connect page (driven headlessly over HTTP), and call the upstream's `whoami`
+through the gateway with the `mcp` SDK's client: the upstream sees each user's own subject.
+Three servers point at that upstream: `svc` (client secret from MCP_UPSTREAM_*, issuer
+discovery), `quick` (secret file in credentials_dir, explicit endpoints, 3-second access
+tokens) and `dyn` (nothing configured: discovery from the upstream's 401 and dynamic registration).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import wait_for_login_app
+from tests.support.gateway import run_gateway, server_entry
+from tests.support.headless import headless_authorize
+from tests.support.login import cookie_header, login_local
+from tests.support.mcp_clients import ACCEPT, INIT, streamable_session
+from tests.support.oidc_provider import running_oidc_provider
+from tests.support.processes import free_port, running
+from tests.support.redis_server import RedisServer
+
+pytestmark = pytest.mark.timeout(240)
+
+USERS = ("alice", "bob", "carol", "dave", "erin", "frank")
+GROUPS = ["mcp-server-svc", "mcp-server-quick", "mcp-server-dyn"]
+ADMIN_PASSWORD = "admin-password-for-upstream-tests"
+SVC_SECRET = "svc-client-secret-0123456789"
+QUICK_SECRET = "quick-client-secret-0123456789"
+CALL = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
+
+
+def password(user: str) -> str:
+    return f"{user}-password"
+
+
+class World:
+    def __init__(self, gateway, provider, record: Path, store: str):
+        self.gw, self.provider, self.record, self.store = gateway, provider, record, store
+
+    def login(self, user: str) -> str:
+        return login_local(self.gw.url, user, password(user))
+
+    async def connect(self, token: str, server: str, user: str) -> httpx.Response:
+        """The browser side: connect page → the service's login → the gateway's callback."""
+        async with httpx.AsyncClient(cookies={"mcp_gateway_session": token}, timeout=20) as browser:
+            callback = await headless_authorize(browser, f"{self.gw.url}/oauth/upstream/{server}/connect",
+                                                user, password(user), consent_action="connect",
+                                                stop_at_prefix=f"{self.gw.url}/oauth/upstream/{server}/callback")
+            return await browser.get(str(callback), follow_redirects=False)
+
+    async def whoami(self, token: str, server: str) -> str:
+        async with streamable_session(self.gw.streamable_url(server), cookie_header(token)) as client:
+            result = await client.call_tool("whoami", {})
+        return result.content[0].text
+
+    async def refusal(self, token: str, server: str) -> str:
+        """What the SDK's client raised for a call that must fail (it wraps the JSON-RPC error)."""
+        try:
+            await self.whoami(token, server)
+        except Exception as e:  # MCPError, or an ExceptionGroup around it from the client's task group
+            return "".join(traceback.format_exception(e))
+        pytest.fail(f"the call to {server} succeeded")
+
+    def connections(self, token: str, query: str = "") -> httpx.Response:
+        return httpx.get(f"{self.gw.url}/api/connections{query}", headers=cookie_header(token), timeout=15)
+
+    def seen_upstream(self) -> list[dict]:
+        return [json.loads(line) for line in self.record.read_text().splitlines()] if self.record.exists() else []
+
+
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def world(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(f"upstream-oauth-{request.param}")
+    from mcp_gateway.passwords import hash_password
+    users = {u: {"password": password(u), "email": f"{u}@example.test", "groups": []} for u in USERS}
+    with ExitStack() as stack:
+        provider = stack.enter_context(running_oidc_provider(tmp / "idp", users=users, clients=[]))
+        up_port, gw_port = free_port(), free_port()
+        audience = f"http://127.0.0.1:{up_port}/service"
+        record = tmp / "upstream-seen.jsonl"
+        stack.enter_context(running(
+            [sys.executable, "-m", "tests.support.bearer_upstream", "--port", str(up_port), "--issuer",
+             provider.issuer, "--audience", audience, "--record", str(record)], tmp / "upstream.log", port=up_port))
+        gw_url = f"http://127.0.0.1:{gw_port}"
+        for client_id, secret, ttl in (("gw-svc", SVC_SECRET, None), ("gw-quick", QUICK_SECRET, 3)):
+            name = client_id.removeprefix("gw-")
+            provider.add_client(client_id, client_secret=secret, access_token_audience=audience, access_token_ttl=ttl,
+                                redirect_uris=[f"{gw_url}/oauth/upstream/{name}/callback"])
+        credentials = tmp / "credentials"
+        credentials.mkdir()
+        (credentials / "quick-secret").write_text(QUICK_SECRET + "\n")
+        upstream_url = f"http://127.0.0.1:{up_port}"
+        servers = [
+            server_entry("svc", upstream_url, upstream_oauth={
+                "client_id": "gw-svc", "client_secret_env": "MCP_UPSTREAM_SVC_SECRET", "issuer": provider.issuer,
+                "scopes": ["openid", "offline_access"]}),
+            server_entry("quick", upstream_url, upstream_oauth={
+                "client_id": "gw-quick", "client_secret_file": "quick-secret", "token_header": "Authorization",
+                "authorize_url": provider.authorize_url, "token_url": provider.token_url,
+                "scopes": ["openid", "offline_access"]}),
+            server_entry("dyn", upstream_url, upstream_oauth={"scopes": ["openid", "offline_access"]}),
+        ]
+        session = {}
+        if request.param == "redis":
+            redis = stack.enter_context(RedisServer(tmp / "redis"))
+            session = {"store": redis.url}
+        accounts = [{"username": u, "password_hash": hash_password(password(u)), "groups": GROUPS} for u in USERS]
+        gateway = stack.enter_context(run_gateway(
+            tmp / "gw", servers, port=gw_port, session=session,
+            auth={"enabled": True, "provider_type": "local", "local": {"accounts": accounts}},
+            gateway={"credentials_dir": str(credentials)},
+            env={"ADMIN_USER": "admin", "ADMIN_PASSWORD": ADMIN_PASSWORD, "MCP_UPSTREAM_SVC_SECRET": SVC_SECRET}))
+        wait_for_login_app(gateway)
+        yield World(gateway, provider, record, request.param)
+
+
+async def test_without_a_connection_clients_and_browsers_are_asked_to_connect(world):
+    token = world.login("alice")
+    # An MCP call: a JSON-RPC error -32042 (URL elicitation) with the connect URL, in a 200 answer.
+    answer = httpx.post(world.gw.streamable_url("svc"), json=CALL, headers={**cookie_header(token), **ACCEPT},
+                        timeout=15)
+    assert answer.status_code == 200, answer.text
+    error = answer.json()["error"]
+    connect = f"{world.gw.url}/oauth/upstream/svc/connect"
+    assert error["code"] == -32042 and connect in error["message"]
+    assert error["data"]["connect_url"] == connect
+    assert error["data"]["elicitations"][0]["mode"] == "url" and error["data"]["elicitations"][0]["url"] == connect
+    # initialize goes upstream without a token; this upstream refuses it (401), which becomes the same error:
+    # the upstream's own WWW-Authenticate never reaches the client.
+    answer = httpx.post(world.gw.streamable_url("svc"), json=INIT, headers={**cookie_header(token), **ACCEPT},
+                        timeout=15)
+    assert answer.status_code == 200 and answer.json()["error"]["code"] == -32042, answer.text
+    assert "www-authenticate" not in answer.headers
+    # The SDK's client raises, naming the connect page.
+    assert connect in await world.refusal(token, "svc")
+    # A browser navigation goes to the connect page.
+    page = httpx.get(world.gw.streamable_url("svc"), headers={**cookie_header(token), "accept": "text/html"},
+                     timeout=15)
+    assert page.status_code == 302 and page.headers["location"].startswith("/oauth/upstream/svc/connect?next=")
+    listed = world.connections(token)
+    assert listed.status_code == 200, listed.text
+    listed = listed.json()
+    assert listed["user"] == "local:alice"
+    assert {c["server"]: c["connected"] for c in listed["connections"]} == {"svc": False, "quick": False, "dyn": False}
+
+
+async def test_two_users_each_reach_the_upstream_with_their_own_token(world):
+    tokens = {user: world.login(user) for user in ("alice", "bob")}
+    for user, token in tokens.items():
+        finished = await world.connect(token, "svc", user)
+        assert finished.status_code == 303, finished.text
+    assert await world.whoami(tokens["alice"], "svc") == "alice"
+    assert await world.whoami(tokens["bob"], "svc") == "bob"
+    bearer = {entry["authorization"] for entry in world.seen_upstream() if entry["authorization"]}
+    assert len(bearer) >= 2
+    # The client's own credential never went upstream.
+    for entry in world.seen_upstream():
+        assert "mcp_gateway_session" not in (entry["cookie"] or "")
+        for token in tokens.values():
+            assert token not in json.dumps(entry)
+
+
+async def test_the_user_token_is_nowhere_it_must_not_be(world):
+    token = world.login("carol")
+    await world.connect(token, "svc", "carol")
+    answers = [world.connections(token).text,
+               httpx.post(world.gw.streamable_url("svc"), json=INIT, headers={**cookie_header(token), **ACCEPT},
+                          timeout=15).text,
+               httpx.get(f"{world.gw.url}/oauth/connections", headers=cookie_header(token), timeout=15).text]
+    assert await world.whoami(token, "svc") == "carol"
+    upstream_tokens = {entry["authorization"].removeprefix("Bearer ") for entry in world.seen_upstream()
+                       if entry["authorization"]}
+    assert upstream_tokens
+    audit = (world.gw.state_dir / "audit.jsonl").read_text()
+    stored = _store_dump(world)
+    for secret in upstream_tokens:
+        assert secret not in world.gw.log
+        assert secret not in audit
+        assert all(secret not in text for text in answers)
+        assert secret not in stored  # sealed with SECRET_KEY at rest
+    assert "connected" in answers[2] and "Disconnect svc" in answers[2]
+
+
+def _store_dump(world) -> str:
+    if world.store == "sqlite":
+        return "".join(p.read_bytes().decode("latin-1") for p in world.gw.state_dir.glob("sessions.db*"))
+    return ""  # Redis keeps the same sealed values (the shared store code seals before either backend)
+
+
+async def test_refresh_after_the_access_token_expires(world):
+    token = world.login("dave")
+    await world.connect(token, "quick", "dave")
+    assert await world.whoami(token, "quick") == "dave"
+    first = next(c for c in world.connections(token).json()["connections"] if c["server"] == "quick")
+    assert first["connected"] and first["refreshable"]
+    deadline = time.monotonic() + 15
+    while time.time() <= first["expires_at"] + 0.5 and time.monotonic() < deadline:  # the token's own expiry
+        time.sleep(0.2)
+    before = world.provider.token_request_count
+    assert await world.whoami(token, "quick") == "dave"
+    assert world.provider.token_request_count > before
+    second = next(c for c in world.connections(token).json()["connections"] if c["server"] == "quick")
+    assert second["expires_at"] > first["expires_at"]
+
+
+async def test_a_refused_refresh_removes_the_connection(world):
+    token = world.login("frank")
+    await world.connect(token, "quick", "frank")
+    assert await world.whoami(token, "quick") == "frank"
+    world.provider.remove_user("frank")  # the service no longer knows the account: refresh is refused
+    try:
+        deadline = time.monotonic() + 15
+        while world.connections(token).json()["connections"][1]["connected"] and time.monotonic() < deadline:
+            assert "oauth/upstream/quick/connect" in await world.refusal(token, "quick")
+            time.sleep(0.3)
+        assert not next(c for c in world.connections(token).json()["connections"] if c["server"] == "quick")["connected"]
+    finally:
+        world.provider.add_user("frank", password("frank"))
+
+
+async def test_disconnect_logout_and_admin_revocation(world):
+    erin, bob = world.login("erin"), world.login("bob")
+    await world.connect(erin, "svc", "erin")
+    assert await world.whoami(erin, "svc") == "erin"
+    # Logout does not disconnect.
+    out = httpx.post(f"{world.gw.url}/oauth/logout", headers={**cookie_header(erin), "origin": world.gw.url}, timeout=15)
+    assert out.status_code == 200
+    erin = world.login("erin")
+    assert await world.whoami(erin, "svc") == "erin"
+    # The user disconnects: the next call asks to connect again.
+    gone = httpx.delete(f"{world.gw.url}/api/connections/svc", headers=cookie_header(erin), timeout=15)
+    assert gone.status_code == 200 and gone.json()["disconnected"] is True
+    assert "oauth/upstream/svc/connect" in await world.refusal(erin, "svc")
+    # Another user's connection: only an admin may revoke it.
+    if not any(c["connected"] for c in world.connections(bob).json()["connections"] if c["server"] == "svc"):
+        await world.connect(bob, "svc", "bob")
+    refused = httpx.delete(f"{world.gw.url}/api/connections/svc?user=local:bob", headers=cookie_header(erin),
+                           timeout=15)
+    assert refused.status_code == 403 and refused.json()["scope"] == "mcp:registry:admin"
+    assert await world.whoami(bob, "svc") == "bob"
+    admin = login_local(world.gw.url, "admin", ADMIN_PASSWORD)
+    listed = world.connections(admin, "?user=local:bob").json()
+    assert any(c["server"] == "svc" and c["connected"] for c in listed["connections"])
+    revoked = httpx.delete(f"{world.gw.url}/api/connections/svc?user=local:bob", headers=cookie_header(admin),
+                           timeout=15)
+    assert revoked.status_code == 200 and revoked.json()["disconnected"] is True
+    assert "oauth/upstream/svc/connect" in await world.refusal(bob, "svc")
+
+
+async def test_discovery_from_the_upstream_and_dynamic_registration(world):
+    token = world.login("alice")
+    finished = await world.connect(token, "dyn", "alice")
+    assert finished.status_code == 303, finished.text
+    assert await world.whoami(token, "dyn") == "alice"
+
+
+@pytest.mark.parametrize("case", [
+    "no-state", "unknown-state", "replayed-state", "other-session", "other-server",
+])
+async def test_the_callback_refuses_hostile_variants(world, case):
+    token, other = world.login("carol"), world.login("carol")
+    async with httpx.AsyncClient(cookies={"mcp_gateway_session": token}, timeout=20) as browser:
+        callback = await headless_authorize(browser, f"{world.gw.url}/oauth/upstream/svc/connect", "carol",
+                                            password("carol"), consent_action="connect",
+                                            stop_at_prefix=f"{world.gw.url}/oauth/upstream/svc/callback")
+        url = httpx.URL(str(callback))
+        params = dict(url.params)
+        if case == "no-state":
+            params.pop("state")
+        elif case == "unknown-state":
+            params["state"] = "x" * 43
+        elif case == "replayed-state":
+            assert (await browser.get(str(url))).status_code == 303
+        elif case == "other-session":
+            browser.cookies.set("mcp_gateway_session", other)
+        elif case == "other-server":
+            url = url.copy_with(path="/oauth/upstream/quick/callback")
+        answer = await browser.get(str(url.copy_with(params=params)), follow_redirects=False)
+    assert answer.status_code == 400, (case, answer.status_code, answer.text[:300])
