@@ -26,7 +26,7 @@ from tests.e2e.conftest import wait_for_login_app
 from tests.support.gateway import run_gateway, server_entry
 from tests.support.headless import headless_authorize
 from tests.support.login import cookie_header, login_local
-from tests.support.mcp_clients import ACCEPT, INIT, streamable_session
+from tests.support.mcp_clients import ACCEPT, INIT, sse_session, streamable_session
 from tests.support.oidc_provider import running_oidc_provider
 from tests.support.processes import free_port, running
 from tests.support.redis_server import RedisServer
@@ -60,15 +60,19 @@ class World:
                                                 stop_at_prefix=f"{self.gw.url}/oauth/upstream/{server}/callback")
             return await browser.get(str(callback), follow_redirects=False)
 
-    async def whoami(self, token: str, server: str) -> str:
-        async with streamable_session(self.gw.streamable_url(server), cookie_header(token)) as client:
+    async def whoami(self, token: str, server: str, transport: str = "streamable") -> str:
+        if transport == "sse":
+            session = sse_session(self.gw.sse_url(server), cookie_header(token))
+        else:
+            session = streamable_session(self.gw.streamable_url(server), cookie_header(token))
+        async with session as client:
             result = await client.call_tool("whoami", {})
         return result.content[0].text
 
-    async def refusal(self, token: str, server: str) -> str:
+    async def refusal(self, token: str, server: str, transport: str = "streamable") -> str:
         """What the SDK's client raised for a call that must fail (it wraps the JSON-RPC error)."""
         try:
-            await self.whoami(token, server)
+            await self.whoami(token, server, transport)
         except Exception as e:  # MCPError, or an ExceptionGroup around it from the client's task group
             return "".join(traceback.format_exception(e))
         pytest.fail(f"the call to {server} succeeded")
@@ -170,6 +174,20 @@ async def test_two_users_each_reach_the_upstream_with_their_own_token(world):
         assert "mcp_gateway_session" not in (entry["cookie"] or "")
         for token in tokens.values():
             assert token not in json.dumps(entry)
+
+
+async def test_the_sse_transport_carries_the_user_token_on_the_stream_and_the_messages(world):
+    token = world.login("bob")
+    # Not connected: the upstream refuses the stream; the client gets a 403 naming the connect page, at once.
+    stream = httpx.get(world.gw.sse_url("quick"), headers={**cookie_header(token), "accept": "text/event-stream"},
+                       timeout=15)
+    assert stream.status_code == 403 and stream.json()["connect_url"].endswith("/oauth/upstream/quick/connect")
+    assert "www-authenticate" not in stream.headers
+    assert "403" in await world.refusal(token, "quick", "sse")
+    await world.connect(token, "quick", "bob")
+    assert await world.whoami(token, "quick", "sse") == "bob"
+    paths = {entry["path"] for entry in world.seen_upstream() if entry["authorization"]}
+    assert "/sse" in paths and any(p.startswith("/messages") for p in paths)
 
 
 async def test_the_user_token_is_nowhere_it_must_not_be(world):

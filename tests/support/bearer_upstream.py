@@ -16,6 +16,7 @@ appended to `--record` (JSON lines) so a test can check what reached the upstrea
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
+from starlette.applications import Starlette
 
 
 class JwtAccessTokens:
@@ -62,7 +64,16 @@ def build_app(port: int, issuer: str, audiences: list[str], record: Path):
         token = get_access_token()
         return token.subject if token and token.subject else "?"
 
-    app = server.streamable_http_app(json_response=True)
+    streamable = server.streamable_http_app(json_response=True)
+    sse = server.sse_app()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        async with streamable.router.lifespan_context(app):
+            yield
+
+    app = Starlette(routes=[*sse.routes, *streamable.routes], middleware=streamable.user_middleware,
+                    lifespan=lifespan)
 
     async def recording(scope, receive, send):
         if scope["type"] == "http":
