@@ -21,6 +21,7 @@ An upstream 401 to a request that carried the user's token marks the token for r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -88,6 +89,15 @@ class UpstreamOAuthTokens:
         self.runtime = runtime
         self.api = ConnectionsApi(runtime, scopes_of, lambda: connections_of(runtime))
         self.codec = codec  # the authorizer's: SSE refusals share one signed format (sse_answers.py)
+
+    def done(self) -> None:
+        # Sync, like Settings.done: mitmproxy calls it synchronously on a hot reload.
+        current = self.runtime.services.pop("upstream_connections", None)
+        if current is not None:
+            try:
+                asyncio.get_running_loop().create_task(current[2].aclose())
+            except RuntimeError:
+                pass
 
     @refuse_on_error
     async def request(self, flow: http.HTTPFlow) -> None:

@@ -68,6 +68,9 @@ def create_app(config: GatewayConfig, extra_routes: list | None = None) -> Starl
         try:
             yield
         finally:
+            upstream = getattr(app.state, "upstream_connections", None)
+            if upstream is not None:
+                await upstream.aclose()
             await login.store.close()
             for provider in login.providers.values():
                 close = getattr(provider, "aclose", None)

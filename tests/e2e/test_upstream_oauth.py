@@ -16,7 +16,8 @@ import json
 import sys
 import time
 import traceback
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
@@ -28,7 +29,8 @@ from tests.support.headless import headless_authorize
 from tests.support.login import cookie_header, login_local
 from tests.support.mcp_clients import ACCEPT, INIT, sse_session, streamable_session
 from tests.support.oidc_provider import running_oidc_provider
-from tests.support.processes import free_port, running
+from tests.support.launcher import wait_until
+from tests.support.processes import free_port, running, wait_for_port
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(240)
@@ -86,7 +88,12 @@ class World:
 
 @pytest.fixture(scope="module", params=["sqlite", "redis"])
 def world(request, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp(f"upstream-oauth-{request.param}")
+    with upstream_world(tmp_path_factory.mktemp(f"upstream-oauth-{request.param}"), request.param) as built:
+        yield built
+
+
+@contextmanager
+def upstream_world(tmp: Path, store: str, **gateway_options) -> Iterator[World]:
     from mcp_gateway.passwords import hash_password
     users = {u: {"password": password(u), "email": f"{u}@example.test", "groups": []} for u in USERS}
     with ExitStack() as stack:
@@ -117,7 +124,7 @@ def world(request, tmp_path_factory):
             server_entry("dyn", upstream_url, upstream_oauth={"scopes": ["openid", "offline_access"]}),
         ]
         session = {}
-        if request.param == "redis":
+        if store == "redis":
             redis = stack.enter_context(RedisServer(tmp / "redis"))
             session = {"store": redis.url}
         accounts = [{"username": u, "password_hash": hash_password(password(u)), "groups": GROUPS} for u in USERS]
@@ -125,9 +132,10 @@ def world(request, tmp_path_factory):
             tmp / "gw", servers, port=gw_port, session=session,
             auth={"enabled": True, "provider_type": "local", "local": {"accounts": accounts}},
             gateway={"credentials_dir": str(credentials)},
-            env={"ADMIN_USER": "admin", "ADMIN_PASSWORD": ADMIN_PASSWORD, "MCP_UPSTREAM_SVC_SECRET": SVC_SECRET}))
+            env={"ADMIN_USER": "admin", "ADMIN_PASSWORD": ADMIN_PASSWORD, "MCP_UPSTREAM_SVC_SECRET": SVC_SECRET},
+            **gateway_options))
         wait_for_login_app(gateway)
-        yield World(gateway, provider, record, request.param)
+        yield World(gateway, provider, record, store)
 
 
 async def test_without_a_connection_clients_and_browsers_are_asked_to_connect(world):
@@ -315,3 +323,32 @@ async def test_the_callback_refuses_hostile_variants(world, case):
             url = url.copy_with(path="/oauth/upstream/quick/callback")
         answer = await browser.get(str(url.copy_with(params=params)), follow_redirects=False)
     assert answer.status_code == 400, (case, answer.status_code, answer.text[:300])
+
+
+async def test_mitmweb_shows_the_injected_token_header_masked(tmp_path):
+    web_port, web_password = free_port(), "web-password-for-upstream-tests"
+    web_args = ["--set", f"web_port={web_port}", "--set", "web_host=127.0.0.1", "--set", "web_open_browser=false",
+                "--set", f"web_password={web_password}"]
+    with upstream_world(tmp_path, "sqlite", tool="mitmweb", extra_args=web_args) as world:
+        wait_for_port(web_port)
+        token = world.login("alice")
+        await world.connect(token, "svc", "alice")
+        assert await world.whoami(token, "svc") == "alice"
+        sent = {entry["authorization"] for entry in world.seen_upstream() if entry["authorization"]}
+        web = f"http://127.0.0.1:{web_port}"
+
+        def flows() -> str:
+            return httpx.get(f"{web}/flows", params={"token": web_password}, timeout=10).text
+
+        wait_until(lambda: len(forwarded_to_svc(flows())) >= 2, what="the forwarded flows in mitmweb")
+        stored = flows()
+    assert sent
+    for value in sent:
+        assert value.removeprefix("Bearer ") not in stored
+    assert all(dict(f["request"]["headers"]).get("Authorization") == "***" for f in forwarded_to_svc(stored))
+
+
+def forwarded_to_svc(text: str) -> list[dict]:
+    """Flows mitmweb keeps for requests forwarded to the upstream's /mcp (the stored copy is the forwarded one)."""
+    return [f for f in json.loads(text) if f["request"]["path"] == "/mcp" and f.get("response")
+            and f["response"]["status_code"] == 200]
