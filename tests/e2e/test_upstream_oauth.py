@@ -36,7 +36,7 @@ from tests.support.redis_server import RedisServer
 pytestmark = pytest.mark.timeout(240)
 
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank")
-GROUPS = ["mcp-server-svc", "mcp-server-quick", "mcp-server-dyn"]
+GROUPS = ["mcp-server-svc", "mcp-server-quick", "mcp-server-dyn", "mcp-server-plain"]
 ADMIN_PASSWORD = "admin-password-for-upstream-tests"
 SVC_SECRET = "svc-client-secret-0123456789"
 QUICK_SECRET = "quick-client-secret-0123456789"
@@ -122,6 +122,7 @@ def upstream_world(tmp: Path, store: str, **gateway_options) -> Iterator[World]:
                 "authorize_url": provider.authorize_url, "token_url": provider.token_url,
                 "scopes": ["openid", "offline_access"]}),
             server_entry("dyn", upstream_url, upstream_oauth={"scopes": ["openid", "offline_access"]}),
+            server_entry("plain", upstream_url),
         ]
         session = {}
         if store == "redis":
@@ -352,3 +353,40 @@ def forwarded_to_svc(text: str) -> list[dict]:
     """Flows mitmweb keeps for requests forwarded to the upstream's /mcp (the stored copy is the forwarded one)."""
     return [f for f in json.loads(text) if f["request"]["path"] == "/mcp" and f.get("response")
             and f["response"]["status_code"] == 200]
+
+
+@pytest.mark.parametrize("case, status", [
+    ("post-without-csrf-or-origin", 403), ("post-from-another-origin", 403), ("post-with-a-wrong-csrf", 403),
+    ("page-signed-out", 302), ("server-without-upstream-oauth", 404), ("unknown-server", 404),
+])
+def test_starting_a_connection_refuses_hostile_variants(world, case, status):
+    token = world.login("carol")
+    connect = f"{world.gw.url}/oauth/upstream/svc/connect"
+    headers = cookie_header(token)
+    if case == "post-without-csrf-or-origin":
+        answer = httpx.post(connect, headers=headers, data={"next": "/"}, timeout=15)
+    elif case == "post-from-another-origin":
+        answer = httpx.post(connect, headers={**headers, "origin": "http://evil.example"}, data={}, timeout=15)
+    elif case == "post-with-a-wrong-csrf":
+        answer = httpx.post(connect, headers=headers, data={"csrf_token": "0" * 64}, timeout=15)
+    elif case == "page-signed-out":
+        answer = httpx.get(connect, timeout=15)
+        assert answer.headers["location"].startswith("/oauth/login?next=/oauth/upstream/svc/connect")
+    elif case == "server-without-upstream-oauth":
+        answer = httpx.get(f"{world.gw.url}/oauth/upstream/plain/connect", headers=headers, timeout=15)
+    else:
+        answer = httpx.get(f"{world.gw.url}/oauth/upstream/nope/connect", headers=headers, timeout=15)
+    assert answer.status_code == status, (case, answer.text[:300])
+    assert "location" not in answer.headers or "127.0.0.1:" not in answer.headers["location"]  # never to the service
+
+
+async def test_the_connections_page_disconnects_with_its_button(world):
+    from tests.support.headless import parse_forms
+    token = world.login("dave")
+    await world.connect(token, "svc", "dave")
+    page = httpx.get(f"{world.gw.url}/oauth/connections", headers=cookie_header(token), timeout=15)
+    form = next(f for f in parse_forms(page.text) if f.action == "/oauth/upstream/svc/disconnect")
+    done = httpx.post(f"{world.gw.url}{form.action}", headers=cookie_header(token), data=dict(form.fields), timeout=15)
+    assert done.status_code == 303
+    assert not _connection(world, token, "svc")["connected"]
+    assert "oauth/upstream/svc/connect" in await world.refusal(token, "svc")
