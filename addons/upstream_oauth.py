@@ -27,6 +27,7 @@ import logging
 import secrets
 import weakref
 from typing import Any, Callable
+from urllib.parse import quote
 
 from mitmproxy import http
 
@@ -122,7 +123,8 @@ class UpstreamOAuthTokens:
         flow.metadata[TOKEN_HEADER] = server.upstream_oauth.token_header
         flow.metadata[OWNER] = identity.owner
         if tokens is not None:
-            _pending[flow] = (server.upstream_oauth.token_header, server.upstream_oauth.header_value(tokens.access_token))
+            settings = server.upstream_oauth
+            _pending[flow] = (settings.token_header, settings.header_value(tokens.access_token))
             return
         self._unconnected(flow, found, server, identity)
 
@@ -131,7 +133,6 @@ class UpstreamOAuthTokens:
         if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
             target = flow.metadata.get("gateway.public_path", request.path)
             _decision(flow, 302, "upstream connection required")
-            from urllib.parse import quote
             flow.response = http.Response.make(302, b"", {
                 "location": f"/oauth/upstream/{server.name}/connect?next={quote(target, safe='/')}",
                 "cache-control": "no-store"})

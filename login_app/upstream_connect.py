@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -63,7 +64,6 @@ async def _signed_in(request: Request) -> tuple[LoginContext, Session | None]:
 
 
 def _to_login(request: Request) -> Response:
-    from urllib.parse import quote
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(f"/oauth/login?next={quote(safe_next(target, CONNECTIONS_PAGE), safe='/')}",
                             status_code=302)
