@@ -1,5 +1,5 @@
 """The gateway's addons, in the order mitmproxy runs them:
-settings → route → identify → tell unknown servers apart → bind MCP sessions → authorize → registry API
+settings → route → identify → tell unknown servers apart → bind MCP sessions → authorize → per-user upstream tokens → registry API
 → forward (with timeouts) → audit → mask secret arguments in the stored flow, plus the server-files
 watcher, health checks and the login app's supervisor (docs/architecture.md)."""
 
@@ -28,6 +28,7 @@ from .session_binding import SessionBinding
 from .settings import Settings
 from .supervisor import LoginAppSupervisor
 from .timeouts import UpstreamTimeouts
+from .upstream_oauth import UpstreamOAuthTokens
 from .upstream_tls import UpstreamTls
 
 
@@ -44,6 +45,7 @@ def build_chain() -> list[object]:
         ServerGate(runtime, authorizer.scopes_of),
         SessionBinding(runtime),
         authorizer,
+        UpstreamOAuthTokens(runtime, authorizer.scopes_of, authorizer.codec),  # per-user upstream tokens, /api/connections
         RegistryApi(runtime, authorizer.scopes_of),
         RegistryMcp(runtime),
         Forwarder(runtime),

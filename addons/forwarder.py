@@ -22,6 +22,7 @@ from .router import ROUTE, SERVER, SERVER_PROBLEM, refuse
 from .runtime import Runtime
 from .sse_stream import SSE_MESSAGE_FILTER, SseTransformer
 from .upstream_credentials import upstream_credential
+from .upstream_oauth import inject_user_token
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class Forwarder:
             if value is None:
                 return refuse(flow, 502, f"upstream credentials for {server.name!r} are not available")
             request.headers[server.upstream_header] = value
+        inject_user_token(flow, server, request.headers)  # after the static one: the user's token wins a shared header
         request.scheme = server.scheme
         request.host = server.host
         request.port = server.port

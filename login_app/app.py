@@ -26,6 +26,7 @@ from .oauth_flow import finish_login, start_login
 from .pages import login_page, signed_in_page
 from .registry import REGISTRY_ROUTES
 from .session_api import json_error, logout, me
+from .upstream_connect import UPSTREAM_CONNECT_ROUTES
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ ROUTES = [
     Route("/oauth/healthz", health, methods=["GET"]),
     *FACADE_ROUTES,
     *REGISTRY_ROUTES,
+    *UPSTREAM_CONNECT_ROUTES,
 ]
 
 
@@ -70,6 +72,9 @@ def create_app(config: GatewayConfig, extra_routes: list | None = None) -> Starl
         try:
             yield
         finally:
+            upstream = getattr(app.state, "upstream_connections", None)
+            if upstream is not None:
+                await upstream.aclose()
             await login.store.close()
             for provider in login.providers.values():
                 close = getattr(provider, "aclose", None)

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from . import credentials
+from .upstream_oauth_config import UpstreamOAuthSettings, checked_settings
 from .config_schema import (
     GATEWAY_KEYS,
     REQUIRED,
@@ -57,6 +58,7 @@ class ServerConfig:
     upstream_header: str = ""
     upstream_value_env: str = ""
     upstream_value_file: str = ""
+    upstream_oauth: UpstreamOAuthSettings | None = None  # per-user tokens (docs/end-to-end-tokens.md)
 
     @property
     def scheme(self) -> str:
@@ -259,6 +261,10 @@ def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | No
     session["store"] = _session_store_url(session["store"], base_dir, (base_dir / gw["state_dir"]).resolve(), where)
     credentials_dir = (base_dir / gw["credentials_dir"]).resolve() if gw["credentials_dir"] else None
     servers = _load_servers(data.get("servers", []), where, env, base_dir, credentials_dir)
+    for server in servers:
+        if server.upstream_oauth is not None and not auth.enabled:
+            raise ConfigError(f'{where}: [servers "{server.name}".upstream_oauth]: per-user upstream tokens need '
+                              "sign-in: set [auth] enabled = true")
 
     state_dir = (base_dir / gw["state_dir"]).resolve()
     log_dir = (base_dir / gw["log_dir"]).resolve() if gw["log_dir"].strip() else None
@@ -442,11 +448,27 @@ def _load_servers(raw: Any, where: str, env: Mapping[str, str], base_dir: Path,
 def server_from_mapping(entry: Mapping[str, Any], prefix: str, label: str, base_dir: Path,
                         credentials_dir: Path | None = None) -> ServerConfig:
     """A server entry from config or the registry; raises ConfigError naming the key."""
-    values = parse_keys(entry, SECTIONS["servers"], prefix.rstrip(": ") or "server", label, {}, base_dir)
+    values = parse_keys(entry, SECTIONS["servers"], prefix.rstrip(": ") or "server", label, {}, base_dir,
+                        ignore=frozenset({"upstream_oauth"}))
     try:
         values.update(credentials.checked_sources(values, credentials_dir))
     except credentials.CredentialProblem as e:
         raise ConfigError(f"{prefix}[{label}] {e.key}: {e}") from None
+    if entry.get("upstream_oauth") is not None:
+        values["upstream_oauth"] = _upstream_oauth(entry["upstream_oauth"], prefix, label, base_dir, credentials_dir)
     if values["ca_file"]:
         values["ca_file"] = str((base_dir / values["ca_file"]).resolve())
     return ServerConfig(**values)
+
+
+def _upstream_oauth(raw: Any, prefix: str, label: str, base_dir: Path,
+                    credentials_dir: Path | None) -> UpstreamOAuthSettings:
+    section = f"{label}.upstream_oauth"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{prefix}[{section}] must be a table")
+    values = parse_keys(raw, SECTIONS["servers.upstream_oauth"], prefix.rstrip(": ") or "server", section, {},
+                        base_dir)
+    try:
+        return checked_settings(values, credentials_dir)
+    except credentials.CredentialProblem as e:
+        raise ConfigError(f"{prefix}[{section}] {e.key}: {e}") from None

@@ -41,6 +41,11 @@ SECTION_NOTES = {
                "Which fields the API may change, and with which scope: docs/registry.md. Credentials "
                "(`upstream_header` with `upstream_value_env` = `MCP_UPSTREAM_*` or `upstream_value_file` inside "
                "`credentials_dir`) and `ca_file` are configuration only; a value must be one line.",
+    "servers.upstream_oauth": "Optional, per server: the gateway signs each user in to the service behind the server "
+                              "and sends their own token upstream (docs/end-to-end-tokens.md). Configuration only; "
+                              "the client secret comes from `MCP_UPSTREAM_*` or a file inside `credentials_dir`. "
+                              "With neither `issuer` nor `authorize_url`, the endpoints are discovered from the "
+                              "upstream MCP server's protected-resource metadata. Needs `[auth] enabled`.",
     "auth.local.accounts": "Declared as `[[auth.local.accounts]]` tables. `ADMIN_USER`/`ADMIN_PASSWORD` add one more "
                            "account in group `mcp-admin`. Make a hash with `scripts/hash-password`.",
     "auth.cognito": "Used when `provider_type = \"cognito\"`. Issuer and JWKS derive from the pool id and region; "

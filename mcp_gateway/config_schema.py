@@ -299,6 +299,23 @@ SERVER_KEYS = (
         "File holding that header's value, inside [gateway] credentials_dir (relative paths resolve against it)."),
 )
 
+UPSTREAM_OAUTH_KEYS = (
+    Key("client_id", as_str, "",
+        "OAuth client id at the service's authorization server; empty: the gateway registers itself (RFC 7591)."),
+    Key("client_secret_env", as_str, "", "Environment variable holding the client secret: MCP_UPSTREAM_<NAME> only."),
+    Key("client_secret_file", as_str, "",
+        "File holding the client secret, inside [gateway] credentials_dir (relative paths resolve against it)."),
+    Key("issuer", as_optional_http_url, None,
+        "The authorization server's issuer; endpoints come from its RFC 8414 / OIDC discovery document."),
+    Key("authorize_url", as_optional_http_url, None, "Authorization endpoint (with token_url, instead of issuer)."),
+    Key("token_url", as_optional_http_url, None, "Token endpoint (with authorize_url)."),
+    Key("scopes", as_str_list, (), "Scopes asked of the service."),
+    Key("token_header", as_nonempty_str, "Authorization",
+        "Header the user's token is sent in: Authorization carries `Bearer <token>`, any other the raw token."),
+    Key("resource", as_optional_http_url, None,
+        "RFC 8707 resource asked for; default: the one the upstream's protected-resource metadata names, if any."),
+)
+
 LOCAL_ACCOUNT_KEYS = (
     Key("username", as_nonempty_str, REQUIRED, "Login name."),
     Key("password_hash", as_nonempty_str, REQUIRED, "scrypt hash printed by scripts/hash-password; never a plain password."),
@@ -314,4 +331,5 @@ SECTIONS: dict[str, tuple[Key, ...]] = {
     "auth.local.accounts": LOCAL_ACCOUNT_KEYS,
     "session": SESSION_KEYS,
     "servers": SERVER_KEYS,
+    "servers.upstream_oauth": UPSTREAM_OAUTH_KEYS,
 }

@@ -8,7 +8,7 @@ The table (also in docs/registry.md):
 | enabled                                          | mcp:server:{s}:toggle                    |
 | url (http/https)                                 | mcp:registry:admin; mcp:server:{s}:edit when its host is in editor_upstream_hosts and no other server has that origin |
 | verify_tls                                       | mcp:registry:admin                       |
-| ca_file, upstream_header, upstream_value_env, upstream_value_file | nobody: configuration only (400) |
+| ca_file, upstream_header, upstream_value_env, upstream_value_file, upstream_oauth | nobody: configuration only (400) |
 | anything else                                    | 400                                      |
 
 mcp:registry:admin holds every scope of the table. A request needs the scope of every field
@@ -27,7 +27,8 @@ from .config_schema import canonical_host
 from .scopes import REGISTRY_ADMIN, server_scope
 
 EDITOR_FIELDS = frozenset({"description", "sse_path", "streamable_path", "tags"})
-CONFIG_ONLY_FIELDS = frozenset({"ca_file", "upstream_header", "upstream_value_env", "upstream_value_file"})
+CONFIG_ONLY_FIELDS = frozenset({"ca_file", "upstream_header", "upstream_value_env", "upstream_value_file",
+                                "upstream_oauth"})
 SETTABLE_FIELDS = EDITOR_FIELDS | {"enabled", "url", "verify_tls"}
 _TYPES: dict[str, type | tuple[type, ...]] = {
     "name": str, "url": str, "description": str, "sse_path": str, "streamable_path": str,

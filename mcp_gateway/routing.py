@@ -151,6 +151,10 @@ def _api_route(segments: list[str], query: str) -> Route:
         if tail in (["tools"], ["tools", ""]):
             return Route(Area.REGISTRY, server=server, query=query, action="tools")
         raise RouteError(404, "no such registry path")
+    if kind == "connections" and len(rest_segments) <= 1:
+        # Per-user upstream connections (addons/upstream_connections_api.py): identified like all of /api/*.
+        server = _server_name(rest_segments[0]) if rest_segments and rest_segments[0] else None
+        return Route(Area.API_OTHER, server=server, query=query, action="connections")
     return Route(Area.API_OTHER, query=query)
 
 

@@ -11,6 +11,8 @@
 // Extra client metadata: `access_token_audience` (the client's access tokens become JWTs with
 // that `aud`), `access_token_scope` (space-separated scopes those tokens may carry, beyond the
 // OpenID ones) and `access_token_groups` (the `groups` claim of client_credentials tokens).
+// `access_token_ttl` (seconds) shortens those tokens' lifetime. Clients registered dynamically
+// (RFC 7591, /reg) are kept in memory and get JWT access tokens for the resource they ask for.
 // GET /test/stats answers {"jwks_requests": n, "token_requests": n}. Logs go to stderr.
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -43,13 +45,14 @@ function signingKey() {
 
 // Clients live in the clients file, looked up on every use; everything else stays in memory.
 const memoryAdapter = createMemoryAdapter();
+const registeredClients = new Map();
 class ClientFileAdapter {
   async find(clientId) {
-    return readClients().find((client) => client.client_id === clientId);
+    return registeredClients.get(clientId) ?? readClients().find((client) => client.client_id === clientId);
   }
 
-  async upsert() {
-    throw new Error('clients are defined in OIDC_CLIENTS_FILE');
+  async upsert(clientId, metadata) {
+    registeredClients.set(clientId, metadata);
   }
 
   async destroy() {}
@@ -88,7 +91,7 @@ const configuration = {
   cookies: { keys: [randomBytes(32).toString('base64url')] },
   findAccount,
   extraTokenClaims,
-  extraClientMetadata: { properties: ['access_token_audience', 'access_token_scope', 'access_token_groups'] },
+  extraClientMetadata: { properties: ['access_token_audience', 'access_token_scope', 'access_token_groups', 'access_token_ttl'] },
   // groups and preferred_username come with `openid` so any login carries them.
   claims: {
     openid: ['sub', 'groups', 'preferred_username'],
@@ -107,11 +110,15 @@ const configuration = {
     clientCredentials: { enabled: true },
     revocation: { enabled: true },
     introspection: { enabled: true },
+    registration: { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: async (_ctx, client, oneOf) => oneOf ?? client?.access_token_audience,
       useGrantedResource: async () => true,
       getResourceServerInfo: async (_ctx, resource, client) => {
+        if (registeredClients.has(client.clientId) && /^https?:\/\//.test(resource)) {
+          return { audience: resource, scope: '', accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } };
+        }
         if (!client.access_token_audience || resource !== client.access_token_audience) {
           throw new errors.InvalidTarget(`resource not allowed for this client: ${resource}`);
         }
@@ -120,12 +127,13 @@ const configuration = {
           scope: client.access_token_scope ?? '',
           accessTokenFormat: 'jwt',
           jwt: { sign: { alg: 'RS256' } },
+          ...(client.access_token_ttl ? { accessTokenTTL: client.access_token_ttl } : {}),
         };
       },
     },
   },
   ttl: {
-    AccessToken: 600,
+    AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL || 600,
     AuthorizationCode: 60,
     ClientCredentials: 600,
     IdToken: 600,

@@ -76,14 +76,16 @@ def run_gateway(tmp: Path, servers: Sequence[dict[str, Any]], *, auth: dict[str,
                 gateway: dict[str, Any] | None = None, session: dict[str, Any] | None = None,
                 env: dict[str, str] | None = None, extra_scripts: Sequence[str] = (),
                 script: Path | str = "addons/gateway.py", port: int | None = None,
-                config_dir: Path | None = None) -> Iterator[Gateway]:
+                config_dir: Path | None = None, tool: str = "mitmdump",
+                extra_args: Sequence[str] = ()) -> Iterator[Gateway]:
     port = port or free_port()
     directory = config_dir or tmp
     directory.mkdir(parents=True, exist_ok=True)
     config = write_config(directory, port, servers, auth=auth, gateway=gateway, session=session)
     process_env = {"HOME": str(tmp), "SECRET_KEY": TEST_SECRET_KEY, **(env or {})}
     log = tmp / f"gateway-{port}.log"
-    with running(mitmdump_args(config, script, extra_scripts), log, port=port, env=process_env, timeout=40) as proc:
+    args = [*mitmdump_args(config, script, extra_scripts, tool=tool), *extra_args]
+    with running(args, log, port=port, env=process_env, timeout=40) as proc:
         yield Gateway(port, config, directory / "state", proc)
 
 

@@ -17,7 +17,9 @@ re-reads on use, so `set_groups`, `remove_user` and `add_client` take effect at 
 
 A client given an `access_token_audience` gets JWT access tokens (RFC 9068, `typ: at+jwt`) with
 that `aud`, `client_id`, `scope` (limited to its `access_token_scope`) and, for client_credentials,
-`sub` = client_id and `groups` = its `access_token_groups`.
+`sub` = client_id and `groups` = its `access_token_groups`; `access_token_ttl` shortens their lifetime.
+Clients may also register dynamically (RFC 7591, `registration_endpoint`); such a client gets JWT
+access tokens for the http(s) `resource` it asks for.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class IdpClient:
     access_token_audience: str | None = None
     access_token_scope: str | None = None
     access_token_groups: tuple[str, ...] | None = None
+    access_token_ttl: int | None = None
 
     @property
     def basic_auth(self) -> tuple[str, str]:
@@ -102,6 +105,7 @@ class IdpClient:
             "access_token_audience": self.access_token_audience,
             "access_token_scope": self.access_token_scope,
             "access_token_groups": list(self.access_token_groups) if self.access_token_groups is not None else None,
+            "access_token_ttl": self.access_token_ttl,
         }
         metadata.update({name: value for name, value in extras.items() if value is not None})
         return metadata
@@ -203,7 +207,8 @@ class OidcProvider:
                    grant_types: Iterable[str] = ("authorization_code", "refresh_token"),
                    token_endpoint_auth_method: str = "client_secret_basic",
                    access_token_audience: str | None = None, access_token_scope: str | None = None,
-                   access_token_groups: Iterable[str] | None = None) -> IdpClient:
+                   access_token_groups: Iterable[str] | None = None,
+                   access_token_ttl: int | None = None) -> IdpClient:
         client = IdpClient(
             client_id,
             client_secret or secrets.token_urlsafe(32),
@@ -213,6 +218,7 @@ class OidcProvider:
             access_token_audience=access_token_audience,
             access_token_scope=access_token_scope,
             access_token_groups=tuple(access_token_groups) if access_token_groups is not None else None,
+            access_token_ttl=access_token_ttl,
         )
         self.clients[client_id] = client
         self._write_clients()

@@ -1,0 +1,58 @@
+"""Small parts of per-user upstream tokens: reading the upstream's 401 challenge, when a token is
+due for refresh, and which paths are `/api/connections`."""
+
+from __future__ import annotations
+
+import pytest
+
+from mcp_gateway.routing import Area, RouteError, route
+from mcp_gateway.upstream_oauth import TokenSet, _resource_metadata_urls
+
+PRM = "http://127.0.0.1:9/.well-known/oauth-protected-resource/mcp"
+
+
+@pytest.mark.parametrize("challenges, urls", [
+    ([f'Bearer resource_metadata="{PRM}"'], [PRM]),
+    ([f'Bearer error="invalid_token", error_description="x", resource_metadata="{PRM}"'], [PRM]),
+    ([f"Bearer resource_metadata={PRM}, scope=\"a\""], [PRM]),
+    (['Basic realm="x"', f'Bearer resource_metadata="{PRM}"'], [PRM]),
+    (['Bearer resource_metadata="file:///etc/passwd"'], []),
+    (['Bearer resource_metadata="gopher://x"'], []),
+    (['Bearer resource_metadata=""'], []),
+    (['Bearer realm="x"'], []),
+    ([], []),
+])
+def test_only_http_resource_metadata_urls_are_followed(challenges, urls):
+    assert _resource_metadata_urls(challenges) == urls
+
+
+@pytest.mark.parametrize("obtained, expires, now, due", [
+    (0, None, 10**10, False),        # no expiry known: used until the upstream refuses it
+    (1000, 1600, 1500, False),       # 10 min token, 100 s left
+    (1000, 1600, 1571, True),        # inside the 30 s margin
+    (1000, 1004, 1002.5, False),     # 4 s token: a quarter of its life as margin
+    (1000, 1004, 1003.1, True),
+    (1000, 1600, 1700, True),        # expired
+])
+def test_refresh_is_due_shortly_before_expiry(obtained, expires, now, due):
+    assert TokenSet("a", "r", expires_at=expires, obtained_at=obtained).due_for_refresh(now) is due
+
+
+@pytest.mark.parametrize("target, server", [
+    ("/api/connections", None), ("/api/connections/", None), ("/api/connections/github", "github"),
+    ("/api/connections/github?user=local:bob", "github"),
+])
+def test_connection_paths(target, server):
+    found = route(target)
+    assert (found.area, found.action, found.server) == (Area.API_OTHER, "connections", server)
+
+
+@pytest.mark.parametrize("target", ["/api/connections/GitHub", "/api/connections/a%2fb", "/api/connections/../servers",
+                                    "/api/connections//x"])
+def test_hostile_connection_paths_are_refused(target):
+    with pytest.raises(RouteError):
+        route(target)
+
+
+def test_deeper_paths_are_not_connection_paths():
+    assert route("/api/connections/github/extra").action == ""
