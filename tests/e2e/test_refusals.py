@@ -188,7 +188,7 @@ async def test_a_token_granted_less_than_the_groups_allow_now_gets_the_step_up_c
                 '[groups]\n"mcp-server-currenttime-tool-current_time_by_timezone" = '
                 '["mcp:server:currenttime:execute"]\n')
             raw = await _until_status(gw.streamable_url("currenttime") if transport == "streamable"
-                                      else gw.url + "/api/execute/currenttime/messages/?session_id=0", narrow, 403)
+                                      else await _sse_message_url(gw, narrow), narrow, 403)
             assert 'error="insufficient_scope"' in raw.headers["www-authenticate"]
             assert f'scope="{COUNTDOWN_SCOPE}"' in raw.headers["www-authenticate"]
             assert "authorize the client again" in raw.json()["message"]
@@ -200,6 +200,17 @@ async def test_a_token_granted_less_than_the_groups_allow_now_gets_the_step_up_c
     assert result.content[0].text == "counted 1 steps"
     assert len(consents) == 2
     assert "mcp:server:currenttime:execute" in storage.tokens.scope.split()
+
+
+async def _sse_message_url(gw, token: str) -> str:
+    """The message endpoint of an SSE stream opened with `token` (POSTs go only there)."""
+    headers = {"accept": "text/event-stream", "authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(timeout=10) as http:
+        async with http.stream("GET", gw.sse_url("currenttime"), headers=headers) as stream:
+            async for line in stream.aiter_lines():
+                if line.startswith("data:"):
+                    return gw.url + line.removeprefix("data:").strip()
+    raise AssertionError("the SSE stream announced no message endpoint")
 
 
 async def _until_status(url: str, token: str, wanted: int, timeout: float = 10) -> httpx.Response:
