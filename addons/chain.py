@@ -8,6 +8,7 @@ from . import error_pages
 from .access_log import AccessLogFile
 from .auditor import Auditor
 from .authorizer import Authorizer
+from .drain import Drain
 from .forwarder import Forwarder
 from .identify import Identify
 from .mask_arguments import MaskArguments
@@ -31,6 +32,7 @@ def build_chain() -> list[object]:
     authorizer = Authorizer(runtime)
     return [
         Settings(runtime),
+        Drain(runtime),
         Router(runtime),
         ResourceMetadata(runtime),
         Identify(runtime),

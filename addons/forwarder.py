@@ -17,6 +17,7 @@ from mcp_gateway.routing import Area, Route
 from mcp_gateway.upstream import upstream_target
 
 from .failclosed import APPROVED, refuse_on_error
+from .health import health_response
 from .router import ROUTE, SERVER, refuse
 from .runtime import Runtime
 from .sse_stream import SSE_MESSAGE_FILTER, SseTransformer
@@ -55,7 +56,7 @@ class Forwarder:
         elif found.area is Area.LOGIN:
             self._to_login_app(flow)
         elif found.area is Area.HEALTH:
-            flow.response = http.Response.make(200, b'{"status":"ok"}', {"content-type": "application/json"})
+            flow.response = health_response(self.runtime)
         else:
             refuse(flow, 404, "no such path on this gateway")
 

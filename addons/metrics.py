@@ -64,6 +64,7 @@ class Metrics:
             "mcp_gateway_logins", "Logins through the login app, by provider and outcome "
             "(success, failure, throttled, error).", ["provider", "outcome"], registry=self.registry)
         self.registry.register(LiveSessions(runtime))
+        self.registry.register(PolicyInfo(runtime))
         self._server = None
         self._address: tuple[str, int] | None = None
         self._running = False
@@ -220,4 +221,23 @@ class LiveSessions:
         counts = dict(rows)
         for kind in ("browser", "access", *sorted(set(counts) - {"browser", "access"})):
             family.add_metric([kind], counts.get(kind, 0))
+        yield family
+
+
+class PolicyInfo:
+    """`mcp_gateway_policy_info{version}` 1: the content hash of the policy in force, as in /healthz."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        version = getattr(self.runtime.services.get("policies"), "version", None)
+        if version is None:
+            return
+        family = GaugeMetricFamily("mcp_gateway_policy_info", "The policy version in force (a content hash of "
+                                   "the policy files, as /healthz reports it).", labels=["version"])
+        family.add_metric([version], 1)
         yield family

@@ -110,6 +110,17 @@ class SessionConfig:
 
 
 @dataclass(frozen=True)
+class RateLimitsConfig:
+    requests_per_second: float = 0.0  # per identity and server; 0: off
+    burst: int = 0
+    concurrent_streams: int = 0  # per identity and server; 0: off
+
+    @property
+    def enabled(self) -> bool:
+        return self.requests_per_second > 0 or self.concurrent_streams > 0
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     source: Path
     listen_host: str
@@ -139,6 +150,8 @@ class GatewayConfig:
     from_file: bool = True  # False: configured by the environment alone (`source` names the absent default file)
     credentials_dir: Path | None = None  # None: no file credentials
     editor_upstream_hosts: tuple[str, ...] = ()
+    drain_timeout: float = 20.0
+    rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
 
     @property
     def public_origin(self) -> str:
@@ -245,7 +258,7 @@ def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | No
                     "against %s", source, source.parent)
     base_dir = source.parent
     for name in data:
-        if name not in ("gateway", "auth", "session", "servers"):
+        if name not in ("gateway", "auth", "session", "servers", "rate_limits"):
             raise ConfigError(f"{where}: [{name}]: unknown section")
 
     raw_gateway = _section(data, "gateway", where)
@@ -256,6 +269,8 @@ def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | No
     session["store"] = _session_store_url(session["store"], base_dir, (base_dir / gw["state_dir"]).resolve(), where)
     credentials_dir = (base_dir / gw["credentials_dir"]).resolve() if gw["credentials_dir"] else None
     servers = _load_servers(data.get("servers", []), where, env, base_dir, credentials_dir)
+    rate_limits = parse_keys(_section(data, "rate_limits", where), SECTIONS["rate_limits"], where, "rate_limits",
+                             env, base_dir)
 
     state_dir = (base_dir / gw["state_dir"]).resolve()
     log_dir = (base_dir / gw["log_dir"]).resolve() if gw["log_dir"].strip() else None
@@ -288,6 +303,8 @@ def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | No
         from_file=from_file,
         credentials_dir=credentials_dir,
         editor_upstream_hosts=gw["editor_upstream_hosts"],
+        drain_timeout=gw["drain_timeout"],
+        rate_limits=RateLimitsConfig(**rate_limits),
     )
 
 
