@@ -1,5 +1,5 @@
 """The gateway's addons, in the order mitmproxy runs them:
-settings → route → identify → bind MCP sessions → authorize → registry API → forward (with timeouts) → audit
+settings → drain → route → identify → rate limits → bind MCP sessions → authorize → registry API → forward (with timeouts) → audit
 → mask secret arguments in the stored flow, plus the server-files watcher and the login app's supervisor."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from .identify import Identify
 from .mask_arguments import MaskArguments
 from .idp_startup import IdpStartupCheck
 from .metrics import Metrics
+from .rate_limits import RateLimits
 from .registry_api import RegistryApi
 from .resource_metadata import ResourceMetadata
 from .router import Router
@@ -36,6 +37,7 @@ def build_chain() -> list[object]:
         Router(runtime),
         ResourceMetadata(runtime),
         Identify(runtime),
+        RateLimits(runtime),
         SessionBinding(runtime),
         authorizer,
         RegistryApi(runtime, authorizer.scopes_of),
