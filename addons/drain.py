@@ -7,7 +7,8 @@
 3. Event streams that never end by themselves (SSE and Streamable HTTP GET streams) are then
    ended cleanly: the client receives the end of a complete chunked answer, not a reset, and
    an MCP client reconnects — through the load balancer, to another instance.
-4. The process stops and exits 0. A second signal stops it at once.
+4. The process stops and exits 0. A second SIGINT (Ctrl-C twice) stops it at once; a
+   second SIGTERM is ignored.
 
 Works the same under the launcher and under `mitmdump -s addons/gateway.py`: the addon
 takes over both signals from mitmproxy in `running`. See docs/operations.md#graceful-shutdown.
@@ -59,12 +60,15 @@ class Drain:
     def running(self) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.begin)
+            loop.add_signal_handler(signum, self.begin, signum)
 
-    def begin(self) -> None:
+    def begin(self, signum: int = signal.SIGTERM) -> None:
         if self._task is not None:
-            log.warning("second stop signal while draining: stopping now")
-            ctx.master.shutdown()
+            # A second SIGTERM is common (systemd signals every process of the service, then the
+            # launcher signals its workers): it must not cut the drain short. Ctrl-C twice does.
+            if signum == signal.SIGINT:
+                log.warning("second interrupt while draining: stopping now")
+                ctx.master.shutdown()
             return
         self.runtime.services[DRAINING] = True
         self._task = asyncio.get_running_loop().create_task(self.drain())

@@ -183,3 +183,16 @@ def test_drain_timeout_bounds_a_request_that_does_not_finish(tmp_path):
         slow.thread.join(10)
         assert slow.error is not None or not [e for e in slow.events if e.get("id") == 7]
         assert "still open after drain_timeout (1s)" in gw.log
+
+
+def test_sigterm_to_every_process_of_the_service_still_drains(tmp_path):
+    """systemd's default KillMode signals every process at once, and the launcher then signals
+    its workers again: the second SIGTERM must not cut the drain short."""
+    with clock_upstream(tmp_path) as url, \
+            run_launcher(tmp_path, [server_entry("clock", url)], workers=2) as gw:
+        slow = SlowCall(gw)
+        assert slow.started.wait(20) and slow.error is None, slow.error
+        os.killpg(gw.process.proc.pid, signal.SIGTERM)
+        assert slow.result()["result"]["content"][0]["text"] == f"counted {COUNTDOWN_STEPS} steps"
+        assert gw.process.proc.wait(30) == 0
+        assert gw.log.count("drained; stopping") == 2
