@@ -1,7 +1,7 @@
 """The gateway's addons, in the order mitmproxy runs them:
-settings → route → identify → tell unknown servers apart → bind MCP sessions → authorize → per-user upstream tokens → registry API
-→ forward (with timeouts) → audit → mask secret arguments in the stored flow, plus the server-files
-watcher, health checks and the login app's supervisor (docs/architecture.md)."""
+settings → drain → route → identify → tell unknown servers apart → rate limits → bind MCP sessions → authorize
+→ per-user upstream tokens → registry API → forward (with timeouts) → audit → mask secret arguments in the
+stored flow, plus the server-files watcher, health checks and the login app's supervisor (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from . import error_pages
 from .access_log import AccessLogFile
 from .auditor import Auditor
 from .authorizer import Authorizer
+from .drain import Drain
 from .forwarder import Forwarder
 from .health import HealthChecks
 from .identify import Identify
 from .mask_arguments import MaskArguments
 from .idp_startup import IdpStartupCheck
 from .metrics import Metrics
+from .rate_limits import RateLimits
 from .registry_api import RegistryApi
 from .registry_mcp import RegistryMcp
 from .resource_metadata import ResourceMetadata
@@ -39,10 +41,12 @@ def build_chain() -> list[object]:
     authorizer = Authorizer(runtime)
     return [
         Settings(runtime),
+        Drain(runtime),
         Router(runtime),
         ResourceMetadata(runtime),
         Identify(runtime),
         ServerGate(runtime, authorizer.scopes_of),
+        RateLimits(runtime),
         SessionBinding(runtime),
         authorizer,
         UpstreamOAuthTokens(runtime, authorizer.scopes_of, authorizer.codec),  # per-user upstream tokens, /api/connections

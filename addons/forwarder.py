@@ -18,6 +18,7 @@ from mcp_gateway.routing import Area, Route
 from mcp_gateway.upstream import upstream_target
 
 from .failclosed import APPROVED, refuse_on_error
+from .healthz import health_response
 from .router import ROUTE, SERVER, SERVER_PROBLEM, refuse
 from .runtime import Runtime
 from .sse_stream import SSE_MESSAGE_FILTER, SseTransformer
@@ -59,7 +60,7 @@ class Forwarder:
         elif found.area is Area.LOGIN:
             self._to_login_app(flow)
         elif found.area is Area.HEALTH:
-            flow.response = http.Response.make(200, b'{"status":"ok"}', {"content-type": "application/json"})
+            flow.response = health_response(self.runtime)
         else:
             refuse(flow, 404, "no such path on this gateway")
 

@@ -51,7 +51,7 @@ CHECK_INTERVAL = 0.5
 HEALTHY_AFTER = 30.0  # a worker that lived this long restarts without back-off
 MAX_BACKOFF = 10.0
 WORKER_INDEX = "MCP_GATEWAY_WORKER_INDEX"  # 1..N in each worker's environment, e.g. for per-worker metrics ports
-STOP_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0  # beyond drain_timeout: then a worker is killed
 
 
 class StartupCheck(errorcheck.ErrorCheck):
@@ -253,15 +253,18 @@ class WorkerPool:
             worker.check(now)
 
     def stop(self) -> None:
+        """SIGTERM to every worker, which drains (addons/drain.py); SIGKILL to any still running
+        a little after drain_timeout."""
         running = [w.process for w in self.workers if w.process.poll() is None]
         for process in running:
             process.terminate()
-        deadline = time.monotonic() + STOP_TIMEOUT
+        stop_timeout = self.config.drain_timeout + STOP_TIMEOUT
+        deadline = time.monotonic() + stop_timeout
         for process in running:
             try:
                 process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.warning("worker pid %d did not stop in %gs; killing it", process.pid, STOP_TIMEOUT)
+                log.warning("worker pid %d did not stop in %gs; killing it", process.pid, stop_timeout)
                 process.kill()
                 process.wait()
         for worker in self.workers:

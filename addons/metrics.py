@@ -74,6 +74,7 @@ class Metrics:
         self._shadow_tools: set[str] = set()
         self.registry.register(LiveSessions(runtime))
         self.registry.register(AuditRecordsDropped())
+        self.registry.register(PolicyInfo(runtime))
         self._server = None
         self._address: tuple[str, int] | None = None
         self._running = False
@@ -255,3 +256,22 @@ class AuditRecordsDropped:
         yield CounterMetricFamily("mcp_gateway_audit_records_dropped",
                                   "Audit records dropped because the audit file could not keep up.",
                                   value=dropped_records())
+
+
+class PolicyInfo:
+    """`mcp_gateway_policy_info{version}` 1: the content hash of the policy in force, as in /healthz."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        version = getattr(self.runtime.services.get("policies"), "version", None)
+        if version is None:
+            return
+        family = GaugeMetricFamily("mcp_gateway_policy_info", "The policy version in force (a content hash of "
+                                   "the policy files, as /healthz reports it).", labels=["version"])
+        family.add_metric([version], 1)
+        yield family

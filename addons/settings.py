@@ -19,7 +19,7 @@ from mitmproxy import ctx, exceptions
 from mcp_gateway.config import ConfigError, GatewayConfig, load_config
 from mcp_gateway.policy_loader import PolicyError
 from mcp_gateway.policy_repository import PolicyRepository
-from mcp_gateway.registry import Registry
+from mcp_gateway.registry_state import registry_for
 from mcp_gateway.server_files import ServerFiles
 from mcp_gateway.services import session_store_for
 
@@ -94,7 +94,7 @@ class Settings:
             server_files.scan()
             if config.tls_cert:
                 listener_certificate(config)  # a missing key file stops start-up here, naming the key
-            registry = Registry(config.servers, config.state_dir, config.source.parent, files=server_files)
+            registry = registry_for(config, files=server_files)
             store = session_store_for(config) if config.auth.enabled else None
             policies = PolicyRepository(config.policy_dir)
         except PolicyError as e:

@@ -16,6 +16,7 @@ from mcp_gateway.config import GatewayConfig
 from mcp_gateway.identity import Identity
 from mcp_gateway.policy_repository import PolicyRepository
 from mcp_gateway.registry import Registry
+from mcp_gateway.registry_state import registry_for
 from mcp_gateway.services import session_store_for
 from mcp_gateway.sessions import Session, SessionStore
 
@@ -45,7 +46,7 @@ class LoginContext:
             store=session_store_for(config),
             accounts=LocalAccounts.from_config(config.auth),
             policies=PolicyRepository(config.policy_dir),
-            registry=Registry(config.servers, config.state_dir, config.source.parent),
+            registry=registry_for(config),
         )
 
     def scopes_for(self, groups: tuple[str, ...], direct: tuple[str, ...] = ()) -> list[str]:

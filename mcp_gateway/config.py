@@ -112,6 +112,17 @@ class SessionConfig:
 
 
 @dataclass(frozen=True)
+class RateLimitsConfig:
+    requests_per_second: float = 0.0  # per identity and server; 0: off
+    burst: int = 0
+    concurrent_streams: int = 0  # per identity and server; 0: off
+
+    @property
+    def enabled(self) -> bool:
+        return self.requests_per_second > 0 or self.concurrent_streams > 0
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     source: Path
     listen_host: str
@@ -144,6 +155,8 @@ class GatewayConfig:
     health_check_interval: float = 60.0
     health_check_timeout: float = 10.0
     strip_request_headers: tuple[str, ...] = ()
+    drain_timeout: float = 20.0
+    rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
 
     @property
     def public_origin(self) -> str:
@@ -250,7 +263,7 @@ def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | No
                     "against %s", source, source.parent)
     base_dir = source.parent
     for name in data:
-        if name not in ("gateway", "auth", "session", "servers"):
+        if name not in ("gateway", "auth", "session", "servers", "rate_limits"):
             raise ConfigError(f"{where}: [{name}]: unknown section")
 
     raw_gateway = _section(data, "gateway", where)
@@ -265,6 +278,8 @@ def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | No
         if server.upstream_oauth is not None and not auth.enabled:
             raise ConfigError(f'{where}: [servers "{server.name}".upstream_oauth]: per-user upstream tokens need '
                               "sign-in: set [auth] enabled = true")
+    rate_limits = parse_keys(_section(data, "rate_limits", where), SECTIONS["rate_limits"], where, "rate_limits",
+                             env, base_dir)
 
     state_dir = (base_dir / gw["state_dir"]).resolve()
     log_dir = (base_dir / gw["log_dir"]).resolve() if gw["log_dir"].strip() else None
@@ -300,6 +315,8 @@ def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | No
         health_check_interval=gw["health_check_interval"],
         health_check_timeout=gw["health_check_timeout"],
         strip_request_headers=gw["strip_request_headers"],
+        drain_timeout=gw["drain_timeout"],
+        rate_limits=RateLimitsConfig(**rate_limits),
     )
 
 

@@ -58,6 +58,25 @@ def as_positive_int(value: object) -> int:
     return value
 
 
+def as_non_negative_number(value: object) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ValueProblem(f"expected a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise ValueProblem(f"expected a number 0 or more, got {value!r}")
+    return float(value)
+
+
+def as_non_negative_int(value: object) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueProblem(f"expected an integer 0 or more, got {value!r}")
+    return value
+
+
 def as_duration(value: object) -> float:
     try:
         return parse_duration(value)
@@ -180,6 +199,9 @@ GATEWAY_KEYS = (
         "Time allowed for an upstream to start answering (send response headers) before answering 504."),
     Key("stream_idle_timeout", as_duration, "600s",
         "An SSE or streamed response with no traffic for this long is closed (mitmproxy's tcp_timeout)."),
+    Key("drain_timeout", as_duration, "20s",
+        "After SIGTERM: how long requests in flight may take to finish before the gateway stops anyway "
+        "(/healthz answers 503 meanwhile); see docs/operations.md#graceful-shutdown."),
     Key("tls_cert", as_str, "", "PEM certificate (with key, or see tls_key) for TLS on the listener; empty: plain HTTP."),
     Key("tls_key", as_str, "", "PEM private key for tls_cert when it is a separate file."),
     Key("audit_log", as_str, "audit.jsonl", "JSON-lines audit log, relative to state_dir (to log_dir when set)."),
@@ -280,6 +302,17 @@ SESSION_KEYS = (
     Key("refresh_interval", as_duration, "5m", "Group membership is re-read from the IdP this often."),
 )
 
+RATE_LIMIT_KEYS = (
+    Key("requests_per_second", as_non_negative_number, 0,
+        "MCP requests each identity may send to each server per second (a token bucket); 0: no limit. "
+        "Counted in Redis when [session] store is Redis (shared by every instance), else per process."),
+    Key("burst", as_non_negative_int, 0,
+        "Requests an identity may send at once before requests_per_second applies; 0: requests_per_second "
+        "rounded up."),
+    Key("concurrent_streams", as_non_negative_int, 0,
+        "Event streams (SSE and Streamable HTTP GET) each identity may hold open to each server; 0: no limit."),
+)
+
 SERVER_KEYS = (
     Key("name", as_server_name, REQUIRED, "[a-z0-9_-]; the {server} in paths and scopes."),
     Key("url", as_http_url, REQUIRED, "Upstream base URL (http or https)."),
@@ -330,6 +363,7 @@ SECTIONS: dict[str, tuple[Key, ...]] = {
     "auth.generic": GENERIC_KEYS,
     "auth.local.accounts": LOCAL_ACCOUNT_KEYS,
     "session": SESSION_KEYS,
+    "rate_limits": RATE_LIMIT_KEYS,
     "servers": SERVER_KEYS,
     "servers.upstream_oauth": UPSTREAM_OAUTH_KEYS,
 }

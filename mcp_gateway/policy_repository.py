@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .policy import PolicySet, load_policy
 from .policy_loader import PolicyError, policy_files
+from .policy_version import policy_version
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class PolicyRepository:
         self.last_error: PolicyError | None = None
         self._lock = threading.Lock()
         self._seen = self._fingerprint()
+        self.version = policy_version(self.policy_dir)  # of the policy in force, see current()
         self._current = load_policy(self.policy_dir)
         self._last_check = time.monotonic()
 
@@ -63,12 +65,13 @@ class PolicyRepository:
             # and a change made while reading is picked up by the next check.
             self._seen = fingerprint
             try:
+                version = policy_version(self.policy_dir)
                 policy = load_policy(self.policy_dir)
             except PolicyError as error:
                 self.last_error = error
                 log.error("policy: reload failed, the last good policy stays in force:\n%s", error)
                 return False
-            self._current = policy
+            self._current, self.version = policy, version
             self.last_error = None
             log.info("policy: reloaded %s from %s", policy, self.policy_dir)
             return True

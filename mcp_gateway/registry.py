@@ -117,10 +117,17 @@ class Registry:
             self._overrides, self._deleted, self._servers, self._stamp = overrides, deleted, servers, stamp
             self.version += 1
 
-    def _read_state(self) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    def _read_document(self) -> dict[str, Any] | None:
+        """The stored runtime changes; None when there are none. (mcp_gateway/registry_state.py
+        keeps them in Redis instead of the state file.)"""
         if not self._state_path.exists():
+            return None
+        return tomllib.loads(self._state_path.read_text(encoding="utf-8"))
+
+    def _read_state(self) -> tuple[dict[str, dict[str, Any]], set[str]]:
+        data = self._read_document()
+        if data is None:
             return {}, set()
-        data = tomllib.loads(self._state_path.read_text(encoding="utf-8"))
         overrides = data.get("servers", {})
         deleted = data.get("deleted", [])
         if not isinstance(overrides, dict) or not isinstance(deleted, list):
@@ -225,7 +232,12 @@ class Registry:
 
     def _write(self, overrides: dict[str, dict[str, Any]], deleted: set[str]) -> None:
         servers = self._merge(overrides, deleted)
-        document = {"servers": overrides, "deleted": sorted(deleted)}
+        self._store_document({"servers": overrides, "deleted": sorted(deleted)})
+        self._overrides, self._deleted, self._servers = overrides, deleted, servers
+        self._stamp = self._file_stamp()
+        self.version += 1
+
+    def _store_document(self, document: dict[str, Any]) -> None:
         self._state_path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".registry-", suffix=".toml", dir=self._state_path.parent)
         try:
@@ -238,9 +250,6 @@ class Registry:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        self._overrides, self._deleted, self._servers = overrides, deleted, servers
-        self._stamp = self._file_stamp()
-        self.version += 1
 
     # -- servers from definition files (mcp_gateway.server_files) -------------
 

@@ -3,6 +3,8 @@ counters move by exactly what was sent — and the metrics are not reachable thr
 
 from __future__ import annotations
 
+import re
+import time
 
 import httpx
 import pytest
@@ -110,4 +112,12 @@ def test_metrics_are_not_reachable_through_the_proxy(metered_gateway):
 def test_healthz_answers_without_credentials_and_reveals_nothing(metered_gateway):
     answer = httpx.get(f"{metered_gateway.url}/healthz", timeout=15)
     assert answer.status_code == 200
-    assert answer.json() == {"status": "ok"}
+    body = answer.json()
+    # the policy version is a content hash of the policy files: it tells nothing of what they say
+    assert body == {"status": "ok", "policy_version": body["policy_version"]}
+    assert re.fullmatch(r"[0-9a-f]{16}", body["policy_version"])
+
+
+def test_the_policy_version_in_force_is_a_metric_and_in_healthz(metered_gateway):
+    version = httpx.get(f"{metered_gateway.url}/healthz", timeout=15).json()["policy_version"]
+    assert value(scrape(metered_gateway), "mcp_gateway_policy_info", version=version) == 1

@@ -62,7 +62,7 @@ def test_upstream_tls_and_a_listener_with_a_separate_key(tmp_path):
                          env={"MCP_AUTH_ENABLED": "false"}) as gw:
             base = f"https://127.0.0.1:{gw.port}"
             health = httpx.get(f"{base}/healthz", verify=str(ca.ca_file), timeout=20)
-            assert health.status_code == 200 and health.json() == {"status": "ok"}
+            assert health.status_code == 200 and health.json()["status"] == "ok"
             with pytest.raises(httpx.ConnectError):  # the listener speaks TLS only, with the configured certificate
                 httpx.get(f"{base}/healthz", timeout=20)
             check_upstream_tls(base, upstreams, str(ca.ca_file))

@@ -29,7 +29,7 @@ from tests.support.headless import headless_authorize
 from tests.support.login import cookie_header, login_local
 from tests.support.mcp_clients import ACCEPT, INIT, sse_session, streamable_session
 from tests.support.oidc_provider import running_oidc_provider
-from tests.support.launcher import wait_until
+from tests.support.waiting import wait_until
 from tests.support.processes import free_port, running, wait_for_port
 from tests.support.redis_server import RedisServer
 
@@ -341,7 +341,7 @@ async def test_mitmweb_shows_the_injected_token_header_masked(tmp_path):
         def flows() -> str:
             return httpx.get(f"{web}/flows", params={"token": web_password}, timeout=10).text
 
-        wait_until(lambda: len(forwarded_to_svc(flows())) >= 2, what="the forwarded flows in mitmweb")
+        wait_until(lambda: len(forwarded_to_svc(flows())) >= 2, message="the forwarded flows in mitmweb")
         stored = flows()
     assert sent
     for value in sent:

@@ -38,7 +38,8 @@ class Gateway:
 
 def write_config(directory: Path, port: int, servers: Sequence[dict[str, Any]], *, auth: dict[str, Any] | None = None,
                  gateway: dict[str, Any] | None = None, session: dict[str, Any] | None = None,
-                 name: str = "gateway.toml") -> Path:
+                 name: str = "gateway.toml", sections: dict[str, Any] | None = None) -> Path:
+    """`sections`: further top-level tables, e.g. {"rate_limits": {...}}."""
     document: dict[str, Any] = {
         "gateway": {
             "listen_host": "127.0.0.1",
@@ -56,6 +57,7 @@ def write_config(directory: Path, port: int, servers: Sequence[dict[str, Any]], 
     }
     if session:
         document["session"] = session
+    document.update(sections or {})
     path = directory / name
     path.write_text(tomli_w.dumps(document))
     return path
@@ -76,12 +78,12 @@ def run_gateway(tmp: Path, servers: Sequence[dict[str, Any]], *, auth: dict[str,
                 gateway: dict[str, Any] | None = None, session: dict[str, Any] | None = None,
                 env: dict[str, str] | None = None, extra_scripts: Sequence[str] = (),
                 script: Path | str = "addons/gateway.py", port: int | None = None,
-                config_dir: Path | None = None, tool: str = "mitmdump",
-                extra_args: Sequence[str] = ()) -> Iterator[Gateway]:
+                config_dir: Path | None = None, tool: str = "mitmdump", extra_args: Sequence[str] = (),
+                sections: dict[str, Any] | None = None) -> Iterator[Gateway]:
     port = port or free_port()
     directory = config_dir or tmp
     directory.mkdir(parents=True, exist_ok=True)
-    config = write_config(directory, port, servers, auth=auth, gateway=gateway, session=session)
+    config = write_config(directory, port, servers, auth=auth, gateway=gateway, session=session, sections=sections)
     process_env = {"HOME": str(tmp), "SECRET_KEY": TEST_SECRET_KEY, **(env or {})}
     log = tmp / f"gateway-{port}.log"
     args = [*mitmdump_args(config, script, extra_scripts, tool=tool), *extra_args]

@@ -23,12 +23,13 @@ def launcher_args(config: Path, workers: int) -> list[str]:
 def run_launcher(tmp: Path, servers: Sequence[dict[str, Any]], *, workers: int = 1,
                  auth: dict[str, Any] | None = None, gateway: dict[str, Any] | None = None,
                  session: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-                 config_dir: Path | None = None) -> Iterator[Gateway]:
+                 config_dir: Path | None = None, sections: dict[str, Any] | None = None,
+                 port: int | None = None) -> Iterator[Gateway]:
     """The launcher with `workers` processes; yields once every worker listens."""
-    port = free_port()
+    port = port or free_port()
     directory = config_dir or tmp
     directory.mkdir(parents=True, exist_ok=True)
-    config = write_config(directory, port, servers, auth=auth, gateway=gateway, session=session)
+    config = write_config(directory, port, servers, auth=auth, gateway=gateway, session=session, sections=sections)
     process_env = {"HOME": str(tmp), "SECRET_KEY": TEST_SECRET_KEY, **(env or {})}
     with running(launcher_args(config, workers), tmp / f"launcher-{port}.log", port=port, env=process_env,
                  timeout=40) as proc:
