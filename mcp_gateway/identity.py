@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .sessions import Session
 
 SESSION_COOKIE = "mcp_gateway_session"
 
@@ -26,6 +30,17 @@ class Identity:
     def owner(self) -> str:
         """The key MCP sessions are bound to: the same person, whichever session they use."""
         return f"{self.provider}:{self.subject}"
+
+
+def identity_of(session: Session) -> Identity:
+    """The identity a stored session stands for: a browser login (cookie) or an access token the
+    OAuth facade issued, whose `scopes` are the scopes it was granted (mcp_gateway/oauth_grants.py)."""
+    common = dict(subject=session.subject, username=session.username, provider=session.provider,
+                  groups=session.groups, session_id=session.id)
+    if session.kind == "access":
+        return Identity(**common, kind="access", client_id=session.client_id, resources=session.resources,
+                        granted_scopes=session.scopes)
+    return Identity(**common, direct_scopes=session.scopes, kind="session")
 
 
 # With authentication switched off (MCP_AUTH_ENABLED=false) every caller is this one.
