@@ -43,8 +43,7 @@ from mcp_gateway.upstream import session_id_from_query
 
 from .failclosed import refuse_on_error
 from .flow_state import Outcome, Shadow, identified, state_of
-from .identify import resource_metadata_url
-from .refusals import refuse, refuse_on_stream, refuse_with_jsonrpc_errors
+from .refusals import refuse, refuse_insufficient_scope, refuse_on_stream, refuse_with_jsonrpc_errors
 from .runtime import Runtime
 from .sse_answers import RefusalCodec, rewrite_answer
 from .sse_stream import SSE_MESSAGE_FILTER
@@ -182,11 +181,9 @@ class Authorizer:
                     decision.method or flow.request.method, decision.tool or "-", decision.scope)
         if identity.granted_scopes is not None and self._groups_allow(held, found.server, messages):
             # The person's groups allow it, the token was granted less: authorizing again helps.
-            challenge = (f'Bearer error="insufficient_scope", scope="{decision.scope}", '
-                         f'resource_metadata="{resource_metadata_url(self.runtime.config.public_url, found)}"')
             message = (f"this token was granted less than your groups allow: {decision.reason}; "
                        "authorize the client again")
-            return refuse(flow, 403, message, {"www-authenticate": challenge}, decided=decision, scope=decision.scope)
+            return refuse_insufficient_scope(flow, self.runtime.config.public_url, found, decision, message)
         errors = error_responses(messages or [], FORBIDDEN, f"forbidden: {decision.reason}",
                                  {"scope": decision.scope, "groups": granting_groups(decision.scope)})
         if errors and found.area is Area.SSE and session_id_from_query(found.query):

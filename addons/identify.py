@@ -26,7 +26,6 @@ from mitmproxy import http
 from mcp_gateway.bearer import BearerJwts, BearerUnavailable
 from mcp_gateway.group_refresh import refresh_if_due
 from mcp_gateway.identity import ANONYMOUS, SESSION_COOKIE, Identity, identity_of
-from mcp_gateway.resources import resource_metadata_url as server_metadata_url
 from mcp_gateway.resources import resource_url
 from mcp_gateway.routing import Area, Route
 from mcp_gateway.sessions import Session, StoreUnavailable
@@ -34,7 +33,7 @@ from mcp_gateway.tokens import TokenInvalid
 
 from .failclosed import refuse_on_error
 from .flow_state import LEGACY_IDENTITY, identified, set_identity, state_of
-from .refusals import redirect_to_login, refuse
+from .refusals import redirect_to_login, refuse, refuse_unauthenticated
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -42,7 +41,7 @@ log = logging.getLogger(__name__)
 # IDENTITY and `identified` lived here; re-exported for addons written against them (one
 # release; docs/architecture.md §5): read flow_state.state_of(flow).identity instead.
 IDENTITY = LEGACY_IDENTITY
-__all__ = ["IDENTITY", "Identify", "identified", "request_resource", "resource_metadata_url", "session_cookies"]
+__all__ = ["IDENTITY", "Identify", "identified", "request_resource", "session_cookies"]
 IDENTIFIED_AREAS = (Area.SSE, Area.STREAMABLE, Area.REGISTRY, Area.API_OTHER)
 QUERY_CREDENTIALS = ("access_token", "token", "id_token", "api_key", "apikey", "session", SESSION_COOKIE)
 
@@ -161,10 +160,7 @@ class Identify:
         accept = flow.request.headers.get("accept", "")
         if error is None and flow.request.method == "GET" and "text/html" in accept:
             return redirect_to_login(flow, reason)
-        challenge = f'resource_metadata="{resource_metadata_url(config.public_url, found)}"'
-        if error is not None:
-            challenge = f'error="{error}", error_description="{reason}", {challenge}'
-        refuse(flow, 401, reason, {"www-authenticate": f"Bearer {challenge}"})
+        refuse_unauthenticated(flow, config.public_url, found, reason, error)
 
 
 def request_resource(public_url: str, found: Route) -> str | None:
@@ -172,12 +168,6 @@ def request_resource(public_url: str, found: Route) -> str | None:
     if found.server and found.area in (Area.SSE, Area.STREAMABLE):
         return resource_url(public_url, found.area.value, found.server)
     return None
-
-
-def resource_metadata_url(public_url: str, found: Route) -> str:
-    if found.server and found.area in (Area.SSE, Area.STREAMABLE):
-        return server_metadata_url(public_url, found.area.value, found.server)
-    return public_url.rstrip("/") + "/.well-known/oauth-protected-resource"
 
 
 def session_cookies(request: http.Request) -> list[str]:

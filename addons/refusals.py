@@ -1,8 +1,9 @@
 """The one way a step refuses a flow: record the decision in the flow's state and render the answer.
 
 Every kind of refusal the gateway gives is rendered here:
-- `refuse`: a JSON error body (`responses.json_body`), with any extra headers — a 401 with
-  `WWW-Authenticate`, a 405 with `Allow`, a 403 with an `insufficient_scope` challenge;
+- `refuse`: a JSON error body (`responses.json_body`), with any extra headers (a 405's `Allow`);
+- `refuse_unauthenticated`, `refuse_insufficient_scope`: the same with a `WWW-Authenticate:
+  Bearer` challenge pointing at the resource's RFC 9728 metadata (docs/mcp-clients.md);
 - `redirect_to_login`: a browser navigation without a session goes to the login page (302);
 - `refuse_with_jsonrpc_errors`: a call the caller's groups do not allow, answered as JSON-RPC
   errors in a 200 (what MCP clients show);
@@ -20,6 +21,9 @@ from typing import Any
 from urllib.parse import quote
 
 from mitmproxy import http
+
+from mcp_gateway.resources import resource_metadata_url as server_metadata_url
+from mcp_gateway.routing import Area, Route
 
 from .flow_state import Outcome, state_of
 from .responses import NO_STORE, json_response
@@ -39,6 +43,23 @@ def refuse(flow: http.HTTPFlow, status: int, message: str, headers: dict[str, st
                 if earlier is not None and earlier.refused else {})
         state.decide(Outcome("refused", status, reason=message, shadow=decided.shadow if decided else None, **kept))
     flow.response = json_response(status, message, headers, **extra)
+
+
+def refuse_unauthenticated(flow: http.HTTPFlow, public_url: str, found: Route, reason: str,
+                           error: str | None = None) -> None:
+    """401: no credentials (`error` None) or bad ones (`invalid_request`, `invalid_token`)."""
+    challenge = f'resource_metadata="{resource_metadata_url(public_url, found)}"'
+    if error is not None:
+        challenge = f'error="{error}", error_description="{reason}", {challenge}'
+    refuse(flow, 401, reason, {"www-authenticate": f"Bearer {challenge}"})
+
+
+def refuse_insufficient_scope(flow: http.HTTPFlow, public_url: str, found: Route, decided: Outcome,
+                              message: str) -> None:
+    """403 asking the client to authorize again: the only refusal where that helps."""
+    challenge = (f'Bearer error="insufficient_scope", scope="{decided.scope}", '
+                 f'resource_metadata="{resource_metadata_url(public_url, found)}"')
+    refuse(flow, 403, message, {"www-authenticate": challenge}, decided=decided, scope=decided.scope)
 
 
 def redirect_to_login(flow: http.HTTPFlow, reason: str) -> None:
@@ -82,3 +103,9 @@ def jsonrpc_errors_answer(accept: str, errors: list[dict[str, Any]], batch: bool
         return http.Response.make(200, body.encode(), {**NO_STORE, "content-type": "text/event-stream"})
     document = errors if batch else errors[0]
     return http.Response.make(200, json.dumps(document).encode(), {**NO_STORE, "content-type": "application/json"})
+
+
+def resource_metadata_url(public_url: str, found: Route) -> str:
+    if found.server and found.area in (Area.SSE, Area.STREAMABLE):
+        return server_metadata_url(public_url, found.area.value, found.server)
+    return public_url.rstrip("/") + "/.well-known/oauth-protected-resource"
