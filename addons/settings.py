@@ -115,11 +115,13 @@ class Settings:
         # Sync on purpose: mitmproxy calls `done` synchronously when a hot reload removes the
         # script's addons, and an async hook there aborts the reload watcher for good.
         store = self.runtime.release_store()
-        if store is not None:
-            try:
-                asyncio.get_running_loop().create_task(store.close())
-            except RuntimeError:
-                pass
+        closers = [store.close] if store is not None else []
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop: nothing was opened
+        for close in (*closers, self.runtime.providers.aclose):
+            loop.create_task(close())
 
     def _fail(self, problem: str) -> None:
         # Unconfigured, the Router and the sentinel refuse every request.
