@@ -25,7 +25,7 @@ from mitmproxy import http
 
 from mcp_gateway.bearer import BearerJwts, BearerUnavailable
 from mcp_gateway.group_refresh import refresh_if_due
-from mcp_gateway.identity import ANONYMOUS, SESSION_COOKIE, Identity, identity_of
+from mcp_gateway.identity import ANONYMOUS, SESSION_COOKIE, Identity, identity_of, session_cookie_values
 from mcp_gateway.resources import resource_url
 from mcp_gateway.routing import Area, Route
 from mcp_gateway.sessions import Session, StoreUnavailable
@@ -172,7 +172,7 @@ def request_resource(public_url: str, found: Route) -> str | None:
 
 def session_cookies(request: http.Request) -> list[str]:
     """Every value of the session cookie the request carries (more than one: ambiguous, refused)."""
-    return [value.strip() for value in request.cookies.get_all(SESSION_COOKIE)]
+    return session_cookie_values(request.headers.get_all("cookie"))
 
 
 def _credential_in_query(query: str) -> bool:

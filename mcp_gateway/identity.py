@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,19 @@ class Identity:
     def owner(self) -> str:
         """The key MCP sessions are bound to: the same person, whichever session they use."""
         return f"{self.provider}:{self.subject}"
+
+
+def session_cookie_values(cookie_headers: Iterable[str]) -> list[str]:
+    """Every value of the session cookie in these `Cookie` headers — more than one is ambiguous,
+    and both the proxy and the login app refuse it. Read as sent, not unquoted: a quoted token is
+    not a token (mitmproxy's and Starlette's cookie parsers unquote, and Starlette keeps one value)."""
+    values = []
+    for header in cookie_headers:
+        for part in header.split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == SESSION_COOKIE:
+                values.append(value.strip())
+    return values
 
 
 def identity_of(session: Session) -> Identity:
