@@ -1,7 +1,7 @@
 """One line per decision: the log, the JSON-lines audit file and the mitmweb flow comment.
 
-The decision is a value other addons put in `flow.metadata["gateway.decision"]`; this
-addon renders it once, when the flow ends (response, error, or streamed to the end).
+The decision is the value other addons put in the flow's state (`flow_state.state_of(flow).decision`);
+this addon renders it once, when the flow ends (response, error, or streamed to the end).
 """
 
 from __future__ import annotations
@@ -14,14 +14,10 @@ from mitmproxy import http
 
 from mcp_gateway.audit_log import AuditLog
 
-from .router import ROUTE, STARTED
+from .flow_state import final_status, state_of
 from .runtime import Runtime
 
 log = logging.getLogger("mcp_gateway.access")
-
-DECISION = "gateway.decision"
-SHADOW = "gateway.shadow"
-IDENTITY = "gateway.identity"
 
 
 class Auditor:
@@ -36,40 +32,35 @@ class Auditor:
         self._record(flow)
 
     def _record(self, flow: http.HTTPFlow) -> None:
-        if flow.metadata.get("gateway.audited") or not flow.metadata.get("gateway.seen"):
+        state = state_of(flow)
+        if state.audited or not state.seen:
             return
-        flow.metadata["gateway.audited"] = True
-        decision = dict(flow.metadata.get(DECISION) or {"decision": "allowed", "reason": "forwarded"})
-        found = flow.metadata.get(ROUTE)
-        started = flow.metadata.get(STARTED)
-        status = flow.response.status_code if flow.response else 502
-        if decision.get("decision") == "refused" and decision.get("status"):
-            status = decision["status"]  # e.g. a refused SSE call answered on the stream, not by this POST
-        identity = flow.metadata.get(IDENTITY)
+        state.audited = True
+        decision, found, started, identity = state.outcome, state.route, state.started, state.identity
         record = {
             "ts": round(time.time(), 3),
             "user": getattr(identity, "username", None) or "-",
             "client": flow.client_conn.peername[0] if flow.client_conn.peername else "-",
             "http_method": flow.request.method,
-            "path": (flow.metadata.get("gateway.public_path") or flow.request.path).split("?")[0],
+            "path": (state.public_path or flow.request.path).split("?")[0],
             "server": getattr(found, "server", None) or "-",
-            "method": decision.get("method") or "-",
-            "tool": decision.get("tool") or "-",
-            "decision": decision.get("decision", "allowed"),
-            "scope": decision.get("scope") or "-",
-            "reason": decision.get("reason", ""),
-            "status": status,
+            "method": decision.method or "-",
+            "tool": decision.tool or "-",
+            "decision": decision.verdict,
+            "scope": decision.scope or "-",
+            "reason": decision.reason,
+            "status": final_status(flow),
             "latency_ms": round((time.monotonic() - started) * 1000, 1) if started else None,
         }
         if flow.error:
             record["error"] = str(flow.error.msg)[:200]
-        if "arguments" in decision:
-            record["arguments"] = decision["arguments"]
-        if getattr(identity, "kind", "anonymous") != "anonymous":
+        if decision.arguments is not None:
+            record["arguments"] = decision.arguments
+        if identity is not None and identity.kind != "anonymous":
             record["groups"] = list(identity.groups)  # `policy replay` re-evaluates them
-        if shadow := flow.metadata.get(SHADOW):
-            record.update(shadow_decision=shadow["decision"], shadow_scope=shadow["scope"] or "-",
-                          shadow_reason=shadow["reason"])
+        if shadow := decision.shadow:
+            record.update(shadow_decision=shadow.verdict, shadow_scope=shadow.scope or "-",
+                          shadow_reason=shadow.reason)
         log.info("access %(decision)s user=%(user)s server=%(server)s method=%(method)s tool=%(tool)s "
                  "scope=%(scope)s status=%(status)s latency_ms=%(latency_ms)s path=%(path)s reason=%(reason)s",
                  record)

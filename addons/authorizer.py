@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import replace
 from typing import Any
 
 from mitmproxy import http
@@ -30,8 +31,10 @@ from mcp_gateway.authz import (
     decide_mcp_connect,
     filter_tools_list_result,
     granting_groups,
+    held_scopes,
     refused_unreadable,
     tool_filter,
+    usable_scopes,
 )
 from mcp_gateway.identity import Identity
 from mcp_gateway.jsonrpc import JsonRpcRejected, RpcMessage, error_responses, parse_mcp_payload
@@ -39,40 +42,25 @@ from mcp_gateway.routing import Area, Route
 from mcp_gateway.upstream import session_id_from_query
 
 from .failclosed import refuse_on_error
-from .identify import IDENTITY, identified, resource_metadata_url
-from .router import refuse
+from .flow_state import Outcome, Shadow, identified, state_of
+from .refusals import refuse, refuse_insufficient_scope, refuse_on_stream, refuse_with_jsonrpc_errors
 from .runtime import Runtime
-from .sse_answers import RefusalCodec, jsonrpc_errors_answer, rewrite_answer
+from .sse_answers import RefusalCodec, rewrite_answer
 from .sse_stream import SSE_MESSAGE_FILTER
 
 log = logging.getLogger(__name__)
 
-DECISION = "gateway.decision"
-SHADOW = "gateway.shadow"  # the shadow policy's would-be decision (docs/policies.md, "Shadow mode")
-SCOPES = "gateway.scopes"
 TOOLS_LIST_FILTER = "gateway.tools_list_filter"
 FORBIDDEN = -32003  # JSON-RPC error code for a call the caller's scopes do not allow
 POLICY_POLL_INTERVAL = 1.0
 
 
-def record(flow: http.HTTPFlow, decision: Decision, arguments: Any = None) -> None:
-    flow.metadata[DECISION] = {
-        "decision": "allowed" if decision.allowed else "refused",
-        "status": decision.status, "scope": decision.scope, "reason": decision.reason,
-        "method": decision.method, "tool": decision.tool,
-        **({"arguments": arguments} if arguments is not None else {}),
-    }
-
-
-def record_shadow(flow: http.HTTPFlow, shadow: Decision, enforced: Decision) -> None:
-    """Report what the shadow policy would have decided; the enforced decision stands."""
-    flow.metadata[SHADOW] = {"decision": "allowed" if shadow.allowed else "refused",
-                             "scope": shadow.scope, "reason": shadow.reason}
+def _log_shadow(identity: Identity, shadow: Decision, enforced: Decision) -> None:
+    """A shadow policy that would decide otherwise is logged; the enforced decision stands."""
     if shadow.allowed != enforced.allowed:
-        identity = flow.metadata.get(IDENTITY)
         log.warning("access shadow %s (enforced: %s) user=%s method=%s tool=%s scope=%s reason=%s",
-                    flow.metadata[SHADOW]["decision"], "allowed" if enforced.allowed else "refused",
-                    *(_one_line(value) for value in (getattr(identity, "username", "-"), shadow.method or "-",
+                    "allowed" if shadow.allowed else "refused", "allowed" if enforced.allowed else "refused",
+                    *(_one_line(value) for value in (identity.username, shadow.method or "-",
                                                      shadow.tool or "-", shadow.scope or "-", shadow.reason)))
 
 
@@ -100,7 +88,7 @@ class Authorizer:
     async def _poll_policies(self) -> None:
         while True:
             await asyncio.sleep(POLICY_POLL_INTERVAL)
-            policies = self.runtime.services.get("policies")
+            policies = self.runtime.policies
             try:
                 if policies is not None and policies.changed():
                     await asyncio.to_thread(policies.reload_if_changed)
@@ -109,30 +97,25 @@ class Authorizer:
 
     def scopes_of(self, identity: Identity) -> frozenset[str]:
         """What the person's groups (and allowed direct scopes) grant, by the policy in force now."""
-        policy = self.runtime.services["policies"].current()
-        assert self.runtime.registry is not None
-        granted = policy.scopes_for(identity.groups, self.runtime.registry.names()).scopes
-        return frozenset(granted | policy.direct_scopes(identity.direct_scopes))
+        assert self.runtime.policies is not None and self.runtime.registry is not None
+        return held_scopes(self.runtime.policies.current(), identity.groups, identity.direct_scopes,
+                           self.runtime.registry.names())
 
     def usable_scopes(self, identity: Identity, held: frozenset[str] | None = None) -> frozenset[str]:
         """What this credential may use: the groups' scopes, within a facade token's granted scope."""
-        held = self.scopes_of(identity) if held is None else held
-        if identity.granted_scopes is None:
-            return held
-        return held & frozenset(identity.granted_scopes)
+        return usable_scopes(self.scopes_of(identity) if held is None else held, identity.granted_scopes)
 
-    def shadow(self, flow: http.HTTPFlow, enforced: Decision, decide) -> None:
-        """Beside the enforced decision: what the shadow view of the policy would decide."""
-        shadow = self.runtime.services["policies"].current().shadow
-        if shadow is None:
-            return
-        identity: Identity = flow.metadata[IDENTITY]
-        assert self.runtime.registry is not None
-        scopes = shadow.scopes_for(identity.groups, self.runtime.registry.names()).scopes
-        scopes |= shadow.direct_scopes(identity.direct_scopes)
-        if identity.granted_scopes is not None:
-            scopes &= frozenset(identity.granted_scopes)
-        record_shadow(flow, decide(scopes), enforced)
+    def _decided(self, identity: Identity, enforced: Decision, decide, arguments: Any = None) -> Outcome:
+        """The enforced decision, with what the shadow view of the policy would decide beside it."""
+        outcome = Outcome.of(enforced, arguments)
+        assert self.runtime.policies is not None and self.runtime.registry is not None
+        shadow_policy = self.runtime.policies.current().shadow
+        if shadow_policy is None:
+            return outcome
+        held = held_scopes(shadow_policy, identity.groups, identity.direct_scopes, self.runtime.registry.names())
+        shadow = decide(usable_scopes(held, identity.granted_scopes))
+        _log_shadow(identity, shadow, enforced)
+        return replace(outcome, shadow=Shadow(shadow.allowed, shadow.scope, shadow.reason))
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -145,37 +128,38 @@ class Authorizer:
             return  # authentication is off: the data plane alone
         held = self.scopes_of(identity)
         scopes = self.usable_scopes(identity, held)
-        flow.metadata[SCOPES] = scopes
+        state = state_of(flow)
+        state.scopes = scopes
         method = flow.request.method
         if method == "POST":
-            self._authorize_post(flow, found, scopes, held)
+            self._authorize_post(flow, found, identity, scopes, held)
         elif method in ("GET", "DELETE"):
             decision = decide_mcp_connect(scopes, found.server)
-            record(flow, decision)
-            self.shadow(flow, decision, lambda shadow_scopes: decide_mcp_connect(shadow_scopes, found.server))
+            outcome = self._decided(identity, decision, lambda shadow: decide_mcp_connect(shadow, found.server))
             if not decision.allowed:
-                return self._refuse(flow, found, decision, held)
+                return self._refuse(flow, found, identity, outcome, held)
+            state.decide(outcome)
             if method == "GET" and found.area is Area.SSE:
                 self._watch_sse_stream(flow, found)
         else:
             refuse(flow, 405, f"{method} is not an MCP method; use POST, GET or DELETE")
 
-    def _authorize_post(self, flow: http.HTTPFlow, found: Route, scopes: frozenset[str],
+    def _authorize_post(self, flow: http.HTTPFlow, found: Route, identity: Identity, scopes: frozenset[str],
                         held: frozenset[str]) -> None:
         assert self.runtime.config is not None
         try:
             payload = parse_mcp_payload(flow.request.raw_content or b"", self.runtime.config.max_body_bytes)
         except JsonRpcRejected as e:
             decision = refused_unreadable(e.reason, e.status)
-            record(flow, decision)
             log.warning("access refused: unreadable MCP body for %s: %s", found.server, e.reason)
-            return refuse(flow, e.status, decision.reason)
+            return refuse(flow, e.status, decision.reason, decided=Outcome.of(decision))
         messages = payload.messages
         decision = decide_mcp(scopes, found.server, messages)
-        record(flow, decision, self._arguments(messages))
-        self.shadow(flow, decision, lambda shadow_scopes: decide_mcp(shadow_scopes, found.server, messages))
+        outcome = self._decided(identity, decision, lambda shadow: decide_mcp(shadow, found.server, messages),
+                                self._arguments(messages))
         if not decision.allowed:
-            return self._refuse(flow, found, decision, held, messages, payload.batch)
+            return self._refuse(flow, found, identity, outcome, held, messages, payload.batch)
+        state_of(flow).decide(outcome)
         if found.area is Area.STREAMABLE and tool_filter(scopes, found.server) is not None:
             lists = {m.id for m in messages if m.kind == "request" and m.method == "tools/list"}
             if lists:
@@ -190,19 +174,16 @@ class Authorizer:
         calls = [m.raw.get("params", {}).get("arguments") for m in messages if m.method == "tools/call"]
         return calls or None
 
-    def _refuse(self, flow: http.HTTPFlow, found: Route, decision: Decision, held: frozenset[str],
-                messages: list[RpcMessage] | None = None, batch: bool = False) -> None:
+    def _refuse(self, flow: http.HTTPFlow, found: Route, identity: Identity, decision: Outcome,
+                held: frozenset[str], messages: list[RpcMessage] | None = None, batch: bool = False) -> None:
         assert self.runtime.config is not None
         log.warning("access refused: server=%s method=%s tool=%s missing scope %s", found.server,
                     decision.method or flow.request.method, decision.tool or "-", decision.scope)
-        identity: Identity = flow.metadata[IDENTITY]
         if identity.granted_scopes is not None and self._groups_allow(held, found.server, messages):
             # The person's groups allow it, the token was granted less: authorizing again helps.
-            challenge = (f'Bearer error="insufficient_scope", scope="{decision.scope}", '
-                         f'resource_metadata="{resource_metadata_url(self.runtime.config.public_url, found)}"')
             message = (f"this token was granted less than your groups allow: {decision.reason}; "
                        "authorize the client again")
-            return refuse(flow, 403, message, {"www-authenticate": challenge}, scope=decision.scope)
+            return refuse_insufficient_scope(flow, self.runtime.config.public_url, found, decision, message)
         errors = error_responses(messages or [], FORBIDDEN, f"forbidden: {decision.reason}",
                                  {"scope": decision.scope, "groups": granting_groups(decision.scope)})
         if errors and found.area is Area.SSE and session_id_from_query(found.query):
@@ -210,16 +191,15 @@ class Authorizer:
             # instead, carried by a ping whose id holds the signed errors (sse_answers.py).
             ping_id = self.codec().ping_id(errors)
             flow.request.content = json.dumps({"jsonrpc": "2.0", "id": ping_id, "method": "ping"}).encode()
-            return
+            return refuse_on_stream(flow, decision)
         if errors and decide_mcp_connect(held, found.server).allowed:
-            flow.response = jsonrpc_errors_answer(flow.request.headers.get("accept", ""), errors, batch)
-            return
+            return refuse_with_jsonrpc_errors(flow, decision, errors, batch)
         if errors and not batch:
             # No access at all: still a 403, but shaped as the request's JSON-RPC error too, so SDK
             # clients (which parse a non-2xx JSON body as JSON-RPC) show the message naming the scope.
-            return refuse(flow, 403, decision.reason, jsonrpc="2.0", id=errors[0]["id"], error=errors[0]["error"],
-                          scope=decision.scope)
-        refuse(flow, 403, decision.reason, scope=decision.scope)
+            return refuse(flow, 403, decision.reason, decided=decision, jsonrpc="2.0", id=errors[0]["id"],
+                          error=errors[0]["error"], scope=decision.scope)
+        refuse(flow, 403, decision.reason, decided=decision, scope=decision.scope)
 
     @staticmethod
     def _groups_allow(held: frozenset[str], server: str, messages: list[RpcMessage] | None) -> bool:
@@ -234,7 +214,8 @@ class Authorizer:
         return self._codec[1]
 
     def _watch_sse_stream(self, flow: http.HTTPFlow, found: Route) -> None:
-        identity: Identity = flow.metadata[IDENTITY]
+        identity = state_of(flow).identity
+        assert identity is not None
         codec = self.codec()
 
         def message_filter(event):

@@ -28,7 +28,7 @@ from mitmproxy.proxy.layers.http._http1 import Http1Client
 
 from mcp_gateway.routing import Area
 
-from .router import ROUTE
+from .flow_state import state_of
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def is_draining(runtime: Runtime) -> bool:
 def is_long_stream(flow: http.HTTPFlow) -> bool:
     """A GET event stream: it lasts as long as the MCP session, so draining ends it instead of
     waiting for it."""
-    found = flow.metadata.get(ROUTE)
+    found = state_of(flow).route
     return (flow.request.method == "GET" and found is not None and found.area in (Area.SSE, Area.STREAMABLE)
             and flow.response is not None
             and flow.response.headers.get("content-type", "").lower().startswith("text/event-stream"))

@@ -13,11 +13,9 @@ import logging
 
 from mitmproxy import http
 
-from .responses import json_response
+from . import refusals
 
 log = logging.getLogger(__name__)
-
-APPROVED = "gateway.approved"
 
 
 def refuse_on_error(hook):
@@ -26,10 +24,7 @@ def refuse_on_error(hook):
     def fail(flow: http.HTTPFlow, exc: BaseException) -> None:
         log.error("gateway error in %s for %s %s: %s: %s — refused", hook.__qualname__, flow.request.method,
                   flow.request.path.split("?")[0], type(exc).__name__, exc, exc_info=exc)
-        flow.metadata.pop(APPROVED, None)
-        flow.metadata["gateway.decision"] = {"decision": "error", "status": 500, "reason": "internal error"}
-        if flow.response is None or not flow.response.stream:
-            flow.response = json_response(500, "the gateway failed while handling this request; it was not forwarded")
+        refusals.fail(flow)
 
     if inspect.iscoroutinefunction(hook):
         @functools.wraps(hook)

@@ -17,9 +17,12 @@ from mcp_gateway.header_policy import HeaderStripList, is_forwarding
 from mcp_gateway.routing import Area, Route
 from mcp_gateway.upstream import upstream_target
 
-from .failclosed import APPROVED, refuse_on_error
+from mcp_gateway.identity import SESSION_COOKIE
+
+from .failclosed import refuse_on_error
+from .flow_state import state_of
 from .healthz import health_response
-from .router import ROUTE, SERVER, SERVER_PROBLEM, refuse
+from .refusals import refuse
 from .runtime import Runtime
 from .sse_stream import SSE_MESSAGE_FILTER, SseTransformer
 from .upstream_credentials import upstream_credential
@@ -27,8 +30,6 @@ from .upstream_oauth import inject_user_token
 
 log = logging.getLogger(__name__)
 
-SESSION_COOKIE = "mcp_gateway_session"
-FORWARDED_TO = "gateway.forwarded_to"
 JSON = "application/json"
 
 
@@ -50,13 +51,14 @@ class Forwarder:
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
-        found: Route | None = flow.metadata.get(ROUTE)
+        state = state_of(flow)
+        found = state.route
         if found is None:
             return  # not routed: the sentinel refuses it
         if found.is_mcp:
-            if SERVER not in flow.metadata:  # unknown or disabled, and the checks before did not say so
-                return refuse(flow, *flow.metadata.get(SERVER_PROBLEM, (404, f"unknown server {found.server!r}")))
-            self._to_server(flow, flow.metadata[SERVER], found)
+            if state.server is None:  # unknown or disabled, and the checks before did not say so
+                return refuse(flow, *(state.server_problem or (404, f"unknown server {found.server!r}")))
+            self._to_server(flow, state.server, found)
         elif found.area is Area.LOGIN:
             self._to_login_app(flow)
         elif found.area is Area.HEALTH:
@@ -89,8 +91,8 @@ class Forwarder:
         request.port = server.port
         request.path = upstream_target(server, found)
         request.host_header = server.host_header
-        flow.metadata[FORWARDED_TO] = server.name
-        flow.metadata[APPROVED] = True
+        state_of(flow).forwarded_to = server.name
+        state_of(flow).approved = True
 
     def _to_login_app(self, flow: http.HTTPFlow) -> None:
         target = self.runtime.login_app_url
@@ -107,19 +109,21 @@ class Forwarder:
         request.host = host
         request.port = int(port) if port else (443 if scheme == "https" else 80)
         request.host_header = hostport
-        flow.metadata[FORWARDED_TO] = "login-app"
-        flow.metadata[APPROVED] = True
+        state_of(flow).forwarded_to = "login-app"
+        state_of(flow).approved = True
 
     @refuse_on_error
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.error or not flow.metadata.get(APPROVED) or flow.response is None:
+        state = state_of(flow)
+        if flow.error or not state.approved or flow.response is None:
             return
-        if flow.metadata.get(FORWARDED_TO) == "login-app":
+        if state.forwarded_to == "login-app":
             return  # small pages and JSON: buffered, so mitmweb shows them whole
-        found: Route = flow.metadata[ROUTE]
+        found = state.route
+        assert found is not None and state.server is not None  # approved: routed to a server
         content_type = flow.response.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "text/event-stream" and (found.area is Area.SSE or SSE_MESSAGE_FILTER in flow.metadata):
-            flow.response.stream = SseTransformer(flow.metadata[SERVER], flow, rewrite_endpoint=found.area is Area.SSE)
+            flow.response.stream = SseTransformer(state.server, flow, rewrite_endpoint=found.area is Area.SSE)
         elif flow.metadata.get("gateway.buffer_response"):
             return  # an addon needs the whole body (e.g. to filter a tools/list answer)
         else:
@@ -127,7 +131,8 @@ class Forwarder:
 
 
 def remove_session_cookie(headers: http.Headers) -> None:
-    """Drop the gateway's own cookie, keep any other cookie the upstream may use."""
+    """Drop the gateway's own cookie, keep any other cookie the upstream may use — byte for byte:
+    mitmproxy's `request.cookies` would re-quote the others when it writes the header back."""
     kept: list[str] = []
     for header in headers.get_all("cookie"):
         for part in header.split(";"):

@@ -15,11 +15,8 @@ from .upstream_credentials import upstream_credential
 
 log = logging.getLogger(__name__)
 
-BOARD = "health"
-
-
 def health_board(runtime: Runtime) -> HealthBoard | None:
-    return runtime.services.get(BOARD)
+    return runtime.health
 
 
 class HealthChecks:
@@ -45,10 +42,10 @@ class HealthChecks:
     async def check_all(self) -> None:
         config, registry = self.runtime.config, self.runtime.registry
         assert config is not None and registry is not None
-        store = self.runtime.services.get("store")
-        board = health_board(self.runtime)
+        store = self.runtime.store
+        board = self.runtime.health
         if board is None or board.store is not store:
-            board = self.runtime.services[BOARD] = HealthBoard(store)
+            board = self.runtime.health = HealthBoard(store)
         servers = [s for s in registry.all() if s.enabled]
 
         async def one(server) -> None:

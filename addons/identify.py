@@ -19,27 +19,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from urllib.parse import quote, unquote_plus
+from urllib.parse import unquote_plus
 
 from mitmproxy import http
 
 from mcp_gateway.bearer import BearerJwts, BearerUnavailable
 from mcp_gateway.group_refresh import refresh_if_due
-from mcp_gateway.identity import ANONYMOUS, SESSION_COOKIE, Identity
-from mcp_gateway.providers import build_providers
-from mcp_gateway.resources import resource_metadata_url as server_metadata_url
+from mcp_gateway.identity import ANONYMOUS, SESSION_COOKIE, Identity, identity_of, session_cookie_values
 from mcp_gateway.resources import resource_url
 from mcp_gateway.routing import Area, Route
 from mcp_gateway.sessions import Session, StoreUnavailable
 from mcp_gateway.tokens import TokenInvalid
 
 from .failclosed import refuse_on_error
-from .router import ROUTE, refuse
+from .flow_state import LEGACY_IDENTITY, identified, set_identity, state_of
+from .refusals import redirect_to_login, refuse, refuse_unauthenticated
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-IDENTITY = "gateway.identity"
+# IDENTITY and `identified` lived here; re-exported for addons written against them (one
+# release; docs/architecture.md §5): read flow_state.state_of(flow).identity instead.
+IDENTITY = LEGACY_IDENTITY
+__all__ = ["IDENTITY", "Identify", "identified", "request_resource", "session_cookies"]
 IDENTIFIED_AREAS = (Area.SSE, Area.STREAMABLE, Area.REGISTRY, Area.API_OTHER)
 QUERY_CREDENTIALS = ("access_token", "token", "id_token", "api_key", "apikey", "session", SESSION_COOKIE)
 
@@ -53,13 +55,12 @@ class Identify:
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
-        found: Route | None = flow.metadata.get(ROUTE)
+        found = state_of(flow).route
         config = self.runtime.config
         if found is None or config is None or found.area not in IDENTIFIED_AREAS:
             return
         if not config.auth.enabled:
-            flow.metadata[IDENTITY] = ANONYMOUS
-            return
+            return set_identity(flow, ANONYMOUS)
         if _credential_in_query(found.query):
             return self._unauthenticated(flow, found, "credentials in the query string are not accepted; "
                                                       "send a cookie or an Authorization header", "invalid_request")
@@ -78,7 +79,7 @@ class Identify:
             log.error("auth: identity provider unavailable, bearer JWT refused: %s", e)
             return refuse(flow, 503, "the identity provider's keys are unavailable; try again shortly")
         if identity is not None:
-            flow.metadata[IDENTITY] = identity
+            set_identity(flow, identity)
 
     async def _from_cookie(self, flow: http.HTTPFlow, found: Route) -> Identity | None:
         tokens = session_cookies(flow.request)
@@ -86,14 +87,17 @@ class Identify:
             return self._unauthenticated(flow, found, f"more than one {SESSION_COOKIE} cookie")
         if not tokens:
             return self._unauthenticated(flow, found, "sign in first: no session")
-        session = await self.runtime.services["store"].get(tokens[0])
+        session = await self._store().get(tokens[0])
         if session is None or session.kind != "browser":
             return self._unauthenticated(flow, found, "the session is unknown, expired or ended")
         session = await self._with_current_groups(session)
         if session is None:
             return self._unauthenticated(flow, found, "the session ended: the identity provider refused to renew it")
-        return Identity(subject=session.subject, username=session.username, provider=session.provider,
-                        groups=session.groups, direct_scopes=session.scopes, kind="session", session_id=session.id)
+        return identity_of(session)
+
+    def _store(self):
+        assert self.runtime.store is not None  # auth on: Settings built one
+        return self.runtime.store
 
     async def _with_current_groups(self, session: Session) -> Session | None:
         """Re-read the session's groups from its IdP every refresh_interval (None: the IdP refused)."""
@@ -101,10 +105,8 @@ class Identify:
         assert config is not None
         if session.provider == "local" or not session.refresh_token:
             return session
-        providers = self.runtime.services.get("providers")
-        if providers is None:
-            providers = self.runtime.services["providers"] = await build_providers(config)
-        return await refresh_if_due(self.runtime.services["store"], session, providers.get(session.provider),
+        providers = await self.runtime.providers.get(config)
+        return await refresh_if_due(self._store(), session, providers.get(session.provider),
                                     config.session.refresh_interval)
 
     async def _from_authorization(self, flow: http.HTTPFlow, found: Route, header: str) -> Identity | None:
@@ -122,7 +124,7 @@ class Identify:
     async def _access_token(self, token: str, found: Route) -> Identity:
         config = self.runtime.config
         assert config is not None
-        session = await self.runtime.services["store"].get(token)
+        session = await self._store().get(token)
         if session is None:
             raise TokenInvalid("unknown, expired or revoked")
         if session.kind != "access":
@@ -131,10 +133,7 @@ class Identify:
         if resource is None or resource not in session.resources:
             raise TokenInvalid(f"issued for {', '.join(session.resources) or 'no resource'}, "
                                f"not for {resource or 'this path'}")
-        # An access session's `scopes` are the scopes the token was granted (mcp_gateway/oauth_grants.py).
-        return Identity(subject=session.subject, username=session.username, provider=session.provider,
-                        groups=session.groups, kind="access", session_id=session.id, client_id=session.client_id,
-                        resources=session.resources, granted_scopes=session.scopes)
+        return identity_of(session)
 
     async def _bearer_jwt(self, token: str) -> Identity:
         config = self.runtime.config
@@ -160,26 +159,8 @@ class Identify:
         log.info("auth: unauthenticated %s %s: %s", flow.request.method, flow.request.path.split("?")[0], reason)
         accept = flow.request.headers.get("accept", "")
         if error is None and flow.request.method == "GET" and "text/html" in accept:
-            flow.metadata["gateway.decision"] = {"decision": "refused", "status": 302, "reason": reason}
-            target = flow.metadata.get("gateway.public_path", flow.request.path)
-            flow.response = http.Response.make(302, b"", {"location": f"/oauth/login?next={quote(target, safe='/')}",
-                                                          "cache-control": "no-store"})
-            return
-        challenge = f'resource_metadata="{resource_metadata_url(config.public_url, found)}"'
-        if error is not None:
-            challenge = f'error="{error}", error_description="{reason}", {challenge}'
-        refuse(flow, 401, reason, {"www-authenticate": f"Bearer {challenge}"})
-
-
-def identified(flow: http.HTTPFlow) -> tuple[Route, Identity] | None:
-    """The route and the identity of a live, unanswered flow the Identify step let through."""
-    if flow.response or flow.error or not flow.live:
-        return None
-    found: Route | None = flow.metadata.get(ROUTE)
-    identity: Identity | None = flow.metadata.get(IDENTITY)
-    if found is None or identity is None:
-        return None
-    return found, identity
+            return redirect_to_login(flow, reason)
+        refuse_unauthenticated(flow, config.public_url, found, reason, error)
 
 
 def request_resource(public_url: str, found: Route) -> str | None:
@@ -189,20 +170,9 @@ def request_resource(public_url: str, found: Route) -> str | None:
     return None
 
 
-def resource_metadata_url(public_url: str, found: Route) -> str:
-    if found.server and found.area in (Area.SSE, Area.STREAMABLE):
-        return server_metadata_url(public_url, found.area.value, found.server)
-    return public_url.rstrip("/") + "/.well-known/oauth-protected-resource"
-
-
 def session_cookies(request: http.Request) -> list[str]:
-    values = []
-    for header in request.headers.get_all("cookie"):
-        for part in header.split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == SESSION_COOKIE:
-                values.append(value.strip())
-    return values
+    """Every value of the session cookie the request carries (more than one: ambiguous, refused)."""
+    return session_cookie_values(request.headers.get_all("cookie"))
 
 
 def _credential_in_query(query: str) -> bool:

@@ -37,7 +37,7 @@ from mitmproxy.master import Master
 from mitmproxy.proxy import mode_servers
 
 from mcp_gateway import logsafe
-from mcp_gateway.config import ConfigError, GatewayConfig, load_config
+from mcp_gateway.config import WORKER_INDEX, ConfigError, GatewayConfig, load_config
 
 from .chain import build_chain
 from .runtime import Runtime
@@ -50,7 +50,6 @@ REPO = Path(__file__).resolve().parent.parent
 CHECK_INTERVAL = 0.5
 HEALTHY_AFTER = 30.0  # a worker that lived this long restarts without back-off
 MAX_BACKOFF = 10.0
-WORKER_INDEX = "MCP_GATEWAY_WORKER_INDEX"  # 1..N in each worker's environment, e.g. for per-worker metrics ports
 STOP_TIMEOUT = 5.0  # beyond drain_timeout: then a worker is killed
 
 

@@ -17,7 +17,7 @@ from mitmproxy import http
 
 from mcp_gateway.argument_masking import MASK, masked_body
 
-from .router import SERVER
+from .flow_state import state_of
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class MaskArguments:
         if config is None or flow.metadata.get(MASKED):
             return
         flow.metadata[MASKED] = True
-        server = flow.metadata.get(SERVER)
+        server = state_of(flow).server
         if server is not None and server.upstream_header and server.upstream_header in flow.request.headers:
             flow.request.headers[server.upstream_header] = MASK
         if flow.request.method != "POST":

@@ -26,24 +26,19 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
 from mcp_gateway.audit_log import dropped_records
-from mcp_gateway.config import GatewayConfig
+from mcp_gateway.config import WORKER_INDEX, GatewayConfig
 from mcp_gateway.identity import SESSION_COOKIE
-from mcp_gateway.routing import Route
 from mcp_gateway.scopes import is_tool_name
 from mcp_gateway.sessions import SqliteSessionStore
 
-from .router import ROUTE, STARTED
+from .flow_state import final_status, state_of
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-DECISION = "gateway.decision"
-SHADOW = "gateway.shadow"
 MAX_SHADOW_TOOLS = 1000  # distinct tool label values; tool names are the caller's to choose
 ANSWERED = "gateway.metrics.answered"   # the response's headers have been timed
 STREAM = "gateway.metrics.stream"       # the server label of an event stream counted as open
-COUNTED = "gateway.metrics.counted"
-WORKER_INDEX = "MCP_GATEWAY_WORKER_INDEX"  # set by the launcher in each of its workers (1..N)
 NONE = "-"  # label value when a request names no known server (unknown names would be unbounded labels)
 
 
@@ -134,32 +129,29 @@ class Metrics:
         self._finish(flow)
 
     def _answered(self, flow: http.HTTPFlow) -> None:
-        started = flow.metadata.get(STARTED)
+        started = state_of(flow).started
         if started is None or flow.metadata.get(ANSWERED):
             return
         flow.metadata[ANSWERED] = True
         self.latency.labels(self._server_label(flow), _route_label(flow)).observe(time.monotonic() - started)
 
     def _finish(self, flow: http.HTTPFlow) -> None:
-        if flow.metadata.get(COUNTED) or not flow.metadata.get("gateway.seen"):
+        state = state_of(flow)
+        if state.counted or not state.seen:
             return
-        flow.metadata[COUNTED] = True
+        state.counted = True
         if STREAM in flow.metadata:
             self.open_streams.labels(flow.metadata.pop(STREAM)).dec()
-        decision = flow.metadata.get(DECISION) or {}
-        status = flow.response.status_code if flow.response else 502
-        if decision.get("decision") == "refused" and decision.get("status"):
-            status = decision["status"]  # e.g. a refused SSE call answered on the stream, not by this POST
-        self.requests.labels(self._server_label(flow), _route_label(flow), decision.get("decision", "allowed"),
-                             str(status)).inc()
-        shadow = flow.metadata.get(SHADOW)
-        if shadow and shadow["decision"] == "refused" and decision.get("decision") == "allowed":
-            self.shadow_refusals.labels(self._server_label(flow), self._shadow_tool(decision.get("tool"))).inc()
+        decision = state.outcome
+        self.requests.labels(self._server_label(flow), _route_label(flow), decision.verdict,
+                             str(final_status(flow))).inc()
+        if decision.shadow and not decision.shadow.allowed and decision.verdict == "allowed":
+            self.shadow_refusals.labels(self._server_label(flow), self._shadow_tool(decision.tool)).inc()
         if provider := self._login_provider(flow):
             self.logins.labels(provider, _login_outcome(flow)).inc()
 
     def _server_label(self, flow: http.HTTPFlow) -> str:
-        found: Route | None = flow.metadata.get(ROUTE)
+        found = state_of(flow).route
         registry = self.runtime.registry
         if found is None or not found.server or registry is None or registry.get(found.server) is None:
             return NONE
@@ -206,7 +198,7 @@ def _login_outcome(flow: http.HTTPFlow) -> str:
 
 
 def _route_label(flow: http.HTTPFlow) -> str:
-    found: Route | None = flow.metadata.get(ROUTE)
+    found = state_of(flow).route
     return found.area.value if found is not None else "none"
 
 
@@ -224,7 +216,7 @@ class LiveSessions:
         return []  # collected lazily: the store may not exist when the registry is built
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        store = self.runtime.services.get("store")
+        store = self.runtime.store
         if not isinstance(store, SqliteSessionStore) or not store.path.exists():
             return
         now = time.time()

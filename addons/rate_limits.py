@@ -26,8 +26,8 @@ from mcp_gateway.rate_limits import (
 from mcp_gateway.routing import Route
 
 from .failclosed import refuse_on_error
-from .identify import IDENTITY
-from .router import ROUTE, refuse
+from .flow_state import state_of
+from .refusals import refuse
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -84,8 +84,8 @@ class RateLimits:
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live or self.limiter is None:
             return
-        found: Route | None = flow.metadata.get(ROUTE)
-        identity: Identity | None = flow.metadata.get(IDENTITY)
+        found: Route | None = state_of(flow).route
+        identity: Identity | None = state_of(flow).identity
         if found is None or not found.is_mcp or identity is None:
             return
         limits = self.limiter.limits

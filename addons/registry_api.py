@@ -28,12 +28,11 @@ from mcp_gateway.registry import RegistryError
 from mcp_gateway.registry_views import health_summary, tools_view
 from mcp_gateway.routing import Area
 
-from .authorizer import record
 from .failclosed import refuse_on_error
+from .flow_state import Outcome, identified, state_of
 from .health import health_board
-from .identify import identified
+from .refusals import refuse
 from .responses import json_ok
-from .router import refuse
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -74,12 +73,12 @@ class RegistryApi:
         try:
             if not open_access:
                 decision = self._decide(flow, scopes, action, found.server)
-                record(flow, decision)
                 if not decision.allowed:
                     log.warning("access refused: registry %s %s by %s: %s", action, found.server or "",
                                 identity.username, decision.reason)
                     # No insufficient_scope challenge: scopes come from groups, authorizing again cannot help.
-                    return refuse(flow, 403, decision.reason, scope=decision.scope)
+                    return refuse(flow, 403, decision.reason, decided=Outcome.of(decision), scope=decision.scope)
+                state_of(flow).decide(Outcome.of(decision))
             flow.response = await self._perform(flow, action, found.server, scopes, open_access)
         except RegistryError as e:
             log.warning("registry %s %s refused (%d): %s", action, found.server or "", e.status, e.message)

@@ -19,17 +19,15 @@ from mcp_gateway.jsonrpc import JsonRpcRejected, RpcMessage, parse_mcp_payload
 from mcp_gateway.registry_tools import NAME, SERVER_INFO, SUPPORTED_VERSIONS, TOOLS, RegistryTools
 from mcp_gateway.routing import Area
 
-from .authorizer import SCOPES
 from .failclosed import refuse_on_error
+from .flow_state import identified, state_of
 from .health import health_board
-from .identify import identified
+from .refusals import refuse
 from .responses import json_ok
-from .router import refuse
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-BUILTIN = "builtin_servers"
 # Nothing listens on port 1: if this addon were missing, a request would fail, never leak.
 VIRTUAL = ServerConfig(name=NAME, url="http://127.0.0.1:1", description="The registry itself, as an MCP server")
 METHOD_NOT_FOUND = -32601
@@ -39,7 +37,7 @@ INVALID_PARAMS = -32602
 class RegistryMcp:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
-        runtime.services.setdefault(BUILTIN, {})[NAME] = VIRTUAL
+        runtime.builtin_servers[NAME] = VIRTUAL
 
     @refuse_on_error
     def request(self, flow: http.HTTPFlow) -> None:
@@ -61,7 +59,7 @@ class RegistryMcp:
             payload = parse_mcp_payload(flow.request.raw_content or b"", self.runtime.config.max_body_bytes)
         except JsonRpcRejected as e:
             return refuse(flow, e.status, f"unreadable MCP body: {e.reason}")
-        scopes = None if identity.kind == "anonymous" else flow.metadata[SCOPES]
+        scopes = None if identity.kind == "anonymous" else state_of(flow).scopes
         board = health_board(self.runtime)
         tools = RegistryTools(self.runtime.registry, board.latest if board else {}, self.runtime.config.public_url,
                               scopes)

@@ -18,10 +18,11 @@ import logging
 from mitmproxy import http
 
 from mcp_gateway.resources import METADATA_PREFIX, gateway_resource_metadata, protected_resource_metadata
-from mcp_gateway.routing import Area, Route
+from mcp_gateway.routing import Area
 
 from .failclosed import refuse_on_error
-from .router import ROUTE, refuse
+from .flow_state import Outcome, state_of
+from .refusals import refuse
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class ResourceMetadata:
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
-        found: Route | None = flow.metadata.get(ROUTE)
+        found = state_of(flow).route
         if found is None or found.area is not Area.RESOURCE_METADATA:
             return
         config = self.runtime.config
@@ -51,7 +52,6 @@ class ResourceMetadata:
         else:
             return refuse(flow, 404, "no protected resource here; metadata lives at /.well-known/oauth-protected-"
                                      "resource and /.well-known/oauth-protected-resource/api/{execute|streamable}/{server}")
-        flow.metadata["gateway.decision"] = {"decision": "allowed", "status": 200,
-                                             "reason": "protected-resource metadata"}
+        state_of(flow).decide(Outcome("allowed", 200, reason="protected-resource metadata"))
         flow.response = http.Response.make(200, json.dumps(metadata).encode(), {
             "content-type": "application/json", "cache-control": "public, max-age=300"})

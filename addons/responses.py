@@ -13,6 +13,9 @@ REASONS = {
 }
 
 
+NO_STORE = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
+
+
 def json_body(status: int, message: str, **extra: object) -> bytes:
     body = {"error": REASONS.get(status, "error"), "message": message, "status": status, **extra}
     return json.dumps(body).encode()
@@ -22,13 +25,12 @@ def json_response(status: int, message: str, headers: dict[str, str] | None = No
     return http.Response.make(
         status,
         json_body(status, message, **extra),
-        {"content-type": "application/json", "cache-control": "no-store", "x-content-type-options": "nosniff",
-         **(headers or {})},
+        {"content-type": "application/json", **NO_STORE, **(headers or {})},
     )
 
 
 def json_ok(payload: object, status: int = 200) -> http.Response:
     return http.Response.make(
         status, json.dumps(payload).encode(),
-        {"content-type": "application/json", "cache-control": "no-store", "x-content-type-options": "nosniff"}
+        {"content-type": "application/json", **NO_STORE},
     )

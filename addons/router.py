@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 
 from mitmproxy import http
 
@@ -18,29 +17,19 @@ from mcp_gateway.routing import Area, Route, RouteError, method_problem, route
 
 from . import error_pages
 from .failclosed import refuse_on_error
-from .responses import json_response
+from .flow_state import LEGACY_ROUTE, set_route, start, state_of
+from .refusals import refuse
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-ROUTE = "gateway.route"
-SERVER = "gateway.server"
-STARTED = "gateway.started"
-SEEN = "gateway.seen"
-# With auth on, an unknown or disabled server is told apart only after the caller is identified
-# (addons/server_gate.py): (status, message) of the answer it would have had.
-SERVER_PROBLEM = "gateway.server_problem"
+# `refuse` and the key ROUTE lived here; both are re-exported for addons written against them
+# (one release; docs/architecture.md §5): use refusals.refuse and flow_state.state_of(flow).route.
+ROUTE = LEGACY_ROUTE
 # A CR, LF or NUL inside a header: mitmproxy passes it on, and an upstream that reads a bare CR
 # as a line end would see a header the gateway never saw (e.g. an X-User it strips).
 _CONTROL_IN_HEADER = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 API_AREAS = (Area.SSE, Area.STREAMABLE, Area.REGISTRY, Area.API_OTHER)
-
-
-def refuse(flow: http.HTTPFlow, status: int, message: str, headers: dict[str, str] | None = None, **extra) -> None:
-    earlier = flow.metadata.get("gateway.decision") or {}
-    kept = {k: earlier[k] for k in ("scope", "method", "tool") if earlier.get(k)} if earlier.get("decision") == "refused" else {}
-    flow.metadata["gateway.decision"] = {**kept, "decision": "refused", "status": status, "reason": message}
-    flow.response = json_response(status, message, headers, **extra)
 
 
 def foreign_origin(request: http.Request, public_origin: str) -> bool:
@@ -73,9 +62,7 @@ class Router:
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
-        flow.metadata[SEEN] = True
-        flow.metadata[STARTED] = time.monotonic()
-        flow.metadata["gateway.public_path"] = flow.request.path
+        state = start(flow)
         config, registry = self.runtime.config, self.runtime.registry
         if config is None or registry is None:
             return refuse(flow, 503, "the gateway is not configured; see its log")
@@ -102,17 +89,17 @@ class Router:
                                          "only from the gateway's own origin")
             if "upgrade" in request.headers:
                 return refuse(flow, 400, "protocol upgrades (WebSocket, h2c) are not accepted on /api/*")
-        flow.metadata[ROUTE] = found
+        set_route(flow, found)
         if found.is_mcp:
             if problem := _mcp_body_problem(request, found):
                 return refuse(flow, *problem)
-            server = registry.get(found.server) or self.runtime.services.get("builtin_servers", {}).get(found.server)
+            server = registry.get(found.server) or self.runtime.builtin_servers.get(found.server)
             problem = ((404, f"unknown server {found.server!r}") if server is None else
                        (503, f"server {found.server!r} is disabled") if not server.enabled else None)
             if problem is None:
-                flow.metadata[SERVER] = server
+                state.server = server
             elif config.auth.enabled:
-                flow.metadata[SERVER_PROBLEM] = problem  # no enumeration before sign-in
+                state.server_problem = problem  # no enumeration before sign-in
             else:
                 return refuse(flow, *problem)
         elif found.area is Area.LOGIN and self.runtime.login_app_url is None:
@@ -122,7 +109,7 @@ class Router:
     def request(self, flow: http.HTTPFlow) -> None:
         # A body that arrived without a Content-Length (HTTP/2 DATA frames) on a method the
         # gateway does not inspect: the head looked bodiless, the body is here now.
-        found: Route | None = flow.metadata.get(ROUTE)
+        found = state_of(flow).route
         if (flow.response or flow.error or not flow.live or found is None or not found.is_mcp
                 or flow.request.method == "POST" or not flow.request.raw_content):
             return

@@ -13,7 +13,7 @@ import logging
 
 from mitmproxy import ctx, http
 
-from .failclosed import APPROVED
+from .flow_state import Outcome, state_of
 from .responses import json_response
 
 log = logging.getLogger(__name__)
@@ -33,13 +33,14 @@ class Sentinel:
     def _guard(self, flow: http.HTTPFlow, stage: str) -> None:
         if flow.response is not None or flow.error is not None:
             return
-        if stage == "requestheaders" and flow.metadata.get("gateway.seen"):
+        state = state_of(flow)
+        if stage == "requestheaders" and state.seen:
             return
-        if stage == "request" and flow.metadata.get(APPROVED):
+        if stage == "request" and state.approved:
             return
         log.error("sentinel: refusing %s %s — the gateway addon is not loaded or not configured",
                   flow.request.method, flow.request.path.split("?")[0])
-        flow.metadata["gateway.decision"] = {"decision": "refused", "status": 503, "reason": "gateway not ready"}
+        state.decide(Outcome("refused", 503, reason="gateway not ready"))
         flow.response = json_response(
             503, "the gateway is not loaded or not configured; no request is forwarded until it is")
         flow.marked = ":no_entry:"

@@ -31,7 +31,7 @@ class ServerFilesWatch:
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            files = self.runtime.services.get("server_files")
+            files = self.runtime.server_files
             if files is None:
                 continue
             try:

@@ -19,8 +19,8 @@ from mcp_gateway.identity import Identity
 from mcp_gateway.scopes import REGISTRY_ADMIN, REGISTRY_READ
 
 from .failclosed import refuse_on_error
-from .identify import identified
-from .router import SERVER_PROBLEM, refuse
+from .flow_state import identified, state_of
+from .refusals import refuse
 from .runtime import Runtime
 
 
@@ -36,7 +36,7 @@ class ServerGate:
 
     @refuse_on_error
     def request(self, flow: http.HTTPFlow) -> None:
-        if (seen := identified(flow)) is None or (problem := flow.metadata.get(SERVER_PROBLEM)) is None:
+        if (seen := identified(flow)) is None or (problem := state_of(flow).server_problem) is None:
             return
         found, identity = seen
         if identity.kind == "anonymous" or may_know_of(self.scopes_of(identity), found.server or ""):

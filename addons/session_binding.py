@@ -32,10 +32,9 @@ from mcp_gateway.routing import Area, Route, RouteError
 from mcp_gateway.sessions import StoreUnavailable
 from mcp_gateway.upstream import session_id_from_query
 
-from .failclosed import APPROVED, refuse_on_error
-from .identify import IDENTITY
-from .responses import json_response
-from .router import ROUTE, refuse
+from .failclosed import refuse_on_error
+from .flow_state import identified, state_of
+from .refusals import cut_stream, refuse
 from .runtime import Runtime
 from .sse_stream import SSE_SESSION_OPENED
 
@@ -64,14 +63,15 @@ class SessionBinding:
         assert self.runtime.config is not None
         return self.runtime.config.session.lifetime
 
+    def _store(self):
+        assert self.runtime.store is not None  # auth on: Settings built one
+        return self.runtime.store
+
     @refuse_on_error
     async def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or not flow.live:
+        if (seen := identified(flow)) is None or not seen[0].is_mcp:
             return
-        found: Route | None = flow.metadata.get(ROUTE)
-        identity = flow.metadata.get(IDENTITY)
-        if found is None or not found.is_mcp or identity is None:
-            return
+        found, identity = seen
         if found.area is Area.SSE:
             return await self._sse_request(flow, found, identity)
         if identity.kind == "anonymous":
@@ -82,7 +82,7 @@ class SessionBinding:
         if not values:
             return
         try:
-            owner = await self._owner(self.runtime.services["store"], f"streamable:{found.server}:{values[0]}",
+            owner = await self._owner(self._store(), f"streamable:{found.server}:{values[0]}",
                                       identity.owner)
         except StoreUnavailable:
             return refuse(flow, 503, "the session store is unavailable; try again shortly")
@@ -124,7 +124,7 @@ class SessionBinding:
             return refuse(flow, 404, NOT_ROUTED)
 
     async def _open_stream(self, flow: http.HTTPFlow, found: Route, identity: Identity) -> None:
-        store = self.runtime.services["store"]
+        store = self._store()
         try:
             # A write now: a stream whose owner cannot be recorded is refused before it opens.
             await store.bind(f"sse-open:{identity.owner}", identity.owner, 60)
@@ -145,7 +145,7 @@ class SessionBinding:
         flow.metadata[SSE_SESSION_OPENED] = opened
 
     async def _record_stream(self, flow: http.HTTPFlow, key: str, record: dict) -> None:
-        store = self.runtime.services["store"]
+        store = self._store()
         try:
             earlier = await store.get_value(key)
             if earlier is not None and json.loads(earlier).get("owner") != record["owner"]:
@@ -163,8 +163,7 @@ class SessionBinding:
     @staticmethod
     def _cut(flow: http.HTTPFlow, reason: str) -> None:
         log.error("auth: SSE stream cut: %s", reason)
-        flow.metadata["gateway.decision"] = {**(flow.metadata.get("gateway.decision") or {}),
-                                             "decision": "refused", "status": 503, "reason": reason}
+        cut_stream(flow, 503, reason)
         transformer = flow.response.stream if flow.response is not None else None
         if callable(getattr(transformer, "cut", None)):
             transformer.cut(reason)
@@ -178,7 +177,7 @@ class SessionBinding:
             writing = self._writing.get(key)
             if writing is not None:
                 await asyncio.wait({writing}, timeout=RECORD_WAIT_SECONDS)
-            raw = await self.runtime.services["store"].get_value(key)
+            raw = await self._store().get_value(key)
             if raw is not None:
                 record = json.loads(raw)
                 self._remember(self._streams, key, record)
@@ -224,23 +223,21 @@ class SessionBinding:
 
     @refuse_on_error
     async def responseheaders(self, flow: http.HTTPFlow) -> None:
-        found: Route | None = flow.metadata.get(ROUTE)
-        identity = flow.metadata.get(IDENTITY)
-        if (flow.response is None or not flow.metadata.get(APPROVED) or found is None
+        state = state_of(flow)
+        found, identity = state.route, state.identity
+        if (flow.response is None or not state.approved or found is None
                 or found.area is not Area.STREAMABLE or identity is None or identity.kind == "anonymous"):
             return
         session_id = flow.response.headers.get(MCP_SESSION_HEADER)
         if session_id and not flow.request.headers.get(MCP_SESSION_HEADER):
             try:
-                owner = await self.runtime.services["store"].bind(
+                owner = await self._store().bind(
                     f"streamable:{found.server}:{session_id}", identity.owner, self._ttl())
             except StoreUnavailable:
                 # An unbound session would be open to anyone who learns its id: do not hand it out.
                 log.error("auth: could not bind a new MCP session on %s: session store unavailable", found.server)
-                flow.response = json_response(503, "the session store is unavailable; try again shortly")
-                return
+                return refuse(flow, 503, "the session store is unavailable; try again shortly", after_answer=True)
             if owner != identity.owner:
                 # An upstream reusing an id another identity owns: do not hand it over.
                 log.error("auth: upstream %s issued an Mcp-Session-Id already bound to another identity", found.server)
-                flow.response = http.Response.make(502, b'{"error":"bad_gateway","message":"upstream session clash"}',
-                                                   {"content-type": "application/json"})
+                refuse(flow, 502, "upstream session clash", after_answer=True)

@@ -103,12 +103,7 @@ class Settings:
             return self._fail(str(e))
         logging.getLogger("mcp_gateway").setLevel(config.logging_level)
         logging.getLogger("addons").setLevel(config.logging_level)
-        self.runtime.config = config
-        self.runtime.registry = registry
-        if store is not None:
-            self.runtime.services["store"] = store
-        self.runtime.services["policies"] = policies
-        self.runtime.services["server_files"] = server_files
+        self.runtime.install(config, registry, store, policies, server_files)
         if self.runtime.login_app_url is None or config.login_app_url:
             self.runtime.login_app_url = config.login_app_url
         # confdir must be set before mitmproxy's TLS addon creates its CA at `running`.
@@ -119,12 +114,14 @@ class Settings:
     def done(self) -> None:
         # Sync on purpose: mitmproxy calls `done` synchronously when a hot reload removes the
         # script's addons, and an async hook there aborts the reload watcher for good.
-        store = self.runtime.services.pop("store", None)
-        if store is not None:
-            try:
-                asyncio.get_running_loop().create_task(store.close())
-            except RuntimeError:
-                pass
+        store = self.runtime.release_store()
+        closers = [store.close] if store is not None else []
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop: nothing was opened
+        for close in (*closers, self.runtime.providers.aclose):
+            loop.create_task(close())
 
     def _fail(self, problem: str) -> None:
         # Unconfigured, the Router and the sentinel refuse every request.

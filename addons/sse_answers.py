@@ -11,7 +11,7 @@ scope. `tools/list` answers on a stream are narrowed to the tools the stream's o
 call (MCP sessions are bound to one identity, so the owner is the caller).
 
 The same narrowing serves Streamable HTTP POSTs answered with an SSE stream. On Streamable
-HTTP a refused call is answered at once by the gateway (`jsonrpc_errors_answer`).
+HTTP a refused call is answered at once by the gateway (`refusals.refuse_with_jsonrpc_errors`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import logging
 from typing import Any, Callable
 
 from itsdangerous import BadSignature, URLSafeSerializer
-from mitmproxy import http
 
 from mcp_gateway.authz import filter_tools_list_result
 from mcp_gateway.sse import SseEvent
@@ -83,16 +82,3 @@ def rewrite_answer(event: SseEvent, codec: RefusalCodec | None,
         return SseEvent(event=event.event, data=json.dumps(filter_tools_list_result(message, allowed_tools)),
                         id=event.id)
     return event
-
-
-def jsonrpc_errors_answer(accept: str, errors: list[dict[str, Any]], batch: bool) -> http.Response:
-    """A 200 answer carrying JSON-RPC errors, as the request's Accept asked: JSON whenever the
-    client accepts it (the `mcp` and TypeScript SDKs send both and read either), otherwise
-    an SSE stream of `message` events, one per error."""
-    wanted = [part.split(";")[0].strip().lower() for part in accept.split(",") if part.strip()]
-    headers = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
-    if "text/event-stream" in wanted and not {"application/json", "application/*", "*/*"} & set(wanted):
-        body = "".join(f"event: message\ndata: {json.dumps(error)}\n\n" for error in errors)
-        return http.Response.make(200, body.encode(), {**headers, "content-type": "text/event-stream"})
-    document = errors if batch else errors[0]
-    return http.Response.make(200, json.dumps(document).encode(), {**headers, "content-type": "application/json"})

@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 
 SSE_MESSAGE_FILTER = "gateway.sse_message_filter"   # callable(SseEvent) -> SseEvent | None, set by other addons
 SSE_SESSION_OPENED = "gateway.sse_session_opened"   # callable(session_id, path) -> bool (False: refuse the stream)
-SSE_SESSION_ID = "gateway.sse_session_id"           # the session id the endpoint event announced
 
 
 class MessageFilter(Protocol):
@@ -89,7 +88,6 @@ class SseTransformer:
             return None
         self.endpoint_seen = True
         on_session = self.flow.metadata.get(SSE_SESSION_OPENED)
-        self.flow.metadata[SSE_SESSION_ID] = session_id
         # The message endpoint, relative to /api/execute/{s}: POSTs are routed there only.
         announced = path[len(f"/api/execute/{self.server.name}"):]
         if on_session is not None and not on_session(session_id, announced):
@@ -109,5 +107,4 @@ class SseTransformer:
     def _die(self, reason: str) -> bytes:
         log.error("SSE stream from %s cut: %s", self.server.name, reason)
         self.dead = True
-        self.flow.metadata["gateway.stream_cut"] = reason
         return b""

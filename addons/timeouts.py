@@ -21,8 +21,7 @@ import logging
 from mitmproxy import ctx, http
 from mitmproxy.proxy import events
 
-from .failclosed import APPROVED
-from .forwarder import FORWARDED_TO
+from .flow_state import state_of
 from .responses import json_body
 from .runtime import Runtime
 
@@ -44,7 +43,7 @@ class UpstreamTimeouts:
 
     def request(self, flow: http.HTTPFlow) -> None:
         config = self.runtime.config
-        if flow.response or flow.error or not flow.metadata.get(APPROVED) or config is None:
+        if flow.response or flow.error or not state_of(flow).approved or config is None:
             return
         flow.metadata[WATCHDOG] = asyncio.get_running_loop().create_task(
             self._watch(flow, config.connect_timeout, config.response_timeout))
@@ -62,7 +61,7 @@ class UpstreamTimeouts:
             task.cancel()
 
     async def _watch(self, flow: http.HTTPFlow, connect_timeout: float, response_timeout: float) -> None:
-        target = flow.metadata.get(FORWARDED_TO, "upstream")
+        target = state_of(flow).forwarded_to or "upstream"
         await asyncio.sleep(min(connect_timeout, response_timeout))
         if self._waiting(flow) and flow.server_conn.timestamp_tcp_setup is None:
             io = self._transport(flow)
@@ -78,8 +77,7 @@ class UpstreamTimeouts:
         if handler is None or io is None:
             return
         log.warning("upstream %s: no response within %gs; answering 504", target, response_timeout)
-        flow.metadata["gateway.decision"] = {**(flow.metadata.get("gateway.decision") or {}),
-                                             "reason": f"upstream timeout after {response_timeout:g}s"}
+        state_of(flow).amend(reason=f"upstream timeout after {response_timeout:g}s")
         await handler.server_event(events.DataReceived(flow.server_conn, timeout_response(target, response_timeout)))
         if io.writer is not None:
             io.writer.close()

@@ -27,7 +27,8 @@ from mcp_gateway.upstream_connections import UpstreamConnections
 from mcp_gateway.upstream_oauth import UpstreamOAuthError, connect_url
 
 from .responses import json_ok
-from .router import refuse
+from .flow_state import Outcome, state_of
+from .refusals import refuse
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -110,4 +111,4 @@ class ConnectionsApi:
 
 
 def _allowed(flow: http.HTTPFlow, reason: str) -> None:
-    flow.metadata["gateway.decision"] = {"decision": "allowed", "status": 200, "reason": reason}
+    state_of(flow).decide(Outcome("allowed", 200, reason=reason))

@@ -44,9 +44,10 @@ from mcp_gateway.upstream_oauth import UpstreamOAuthError, connect_url
 
 from .failclosed import refuse_on_error
 from .identify import identified
-from .router import SERVER, refuse
+from .flow_state import state_of
+from .refusals import jsonrpc_errors_answer, refuse
 from .runtime import Runtime
-from .sse_answers import RefusalCodec, jsonrpc_errors_answer
+from .sse_answers import RefusalCodec
 from .upstream_connections_api import ConnectionsApi
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class UpstreamOAuthTokens:
         found, identity = seen
         if found.area is Area.API_OTHER and found.action == "connections":
             return await self.api.answer(flow, found, identity)
-        server: ServerConfig | None = flow.metadata.get(SERVER)
+        server: ServerConfig | None = state_of(flow).server
         if not found.is_mcp or server is None or server.upstream_oauth is None:
             return
         if identity.kind == "anonymous":
@@ -131,7 +132,7 @@ class UpstreamOAuthTokens:
     def _unconnected(self, flow: http.HTTPFlow, found: Route, server: ServerConfig, identity: Identity) -> None:
         request = flow.request
         if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
-            target = flow.metadata.get("gateway.public_path", request.path)
+            target = state_of(flow).public_path or request.path
             _decision(flow, 302, "upstream connection required")
             flow.response = http.Response.make(302, b"", {
                 "location": f"/oauth/upstream/{server.name}/connect?next={quote(target, safe='/')}",
@@ -184,7 +185,8 @@ class UpstreamOAuthTokens:
         if not flow.metadata.get(UNCONNECTED):
             if response.status_code != 401:
                 return
-            server: ServerConfig = flow.metadata[SERVER]
+            server = state_of(flow).server
+            assert server is not None
             try:
                 await connections_of(self.runtime).vault.mark_stale(flow.metadata[OWNER], server.name)
             except StoreUnavailable:
@@ -198,8 +200,8 @@ class UpstreamOAuthTokens:
         self._mask(flow)
         if not flow.metadata.pop(CONVERT, False) or flow.response is None:
             return
-        server: ServerConfig = flow.metadata[SERVER]
-        found: Route = flow.metadata["gateway.route"]
+        server, found = state_of(flow).server, state_of(flow).route
+        assert server is not None and found is not None
         log.info("upstream oauth: %s refused %s %s (%d); the caller is asked to connect", server.name,
                  flow.request.method, found.area.value, flow.response.status_code)
         reason = "" if flow.metadata.get(UNCONNECTED) else (
@@ -220,8 +222,7 @@ class UpstreamOAuthTokens:
 
 
 def _decision(flow: http.HTTPFlow, status: int, reason: str) -> None:
-    earlier = flow.metadata.get("gateway.decision") or {}
-    flow.metadata["gateway.decision"] = {**earlier, "decision": "refused", "status": status, "reason": reason}
+    state_of(flow).amend(verdict="refused", status=status, reason=reason)
 
 
 def _elicitation(url: str, message: str, server: ServerConfig) -> dict[str, Any]:

@@ -13,12 +13,13 @@ from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
 from mcp_gateway.config import GatewayConfig
-from mcp_gateway.identity import Identity
+from mcp_gateway.authz import held_scopes
+from mcp_gateway.identity import identity_of  # noqa: F401  (the pages import it from here)
 from mcp_gateway.policy_repository import PolicyRepository
 from mcp_gateway.registry import Registry
 from mcp_gateway.registry_state import registry_for
 from mcp_gateway.services import session_store_for
-from mcp_gateway.sessions import Session, SessionStore
+from mcp_gateway.sessions import SessionStore
 
 from .accounts import LocalAccounts
 
@@ -51,10 +52,7 @@ class LoginContext:
 
     def scopes_for(self, groups: tuple[str, ...], direct: tuple[str, ...] = ()) -> list[str]:
         self._reload_policy_in_background()
-        policy = self.policies.current()
-        granted = set(policy.scopes_for(groups, self.registry.names()).scopes)
-        granted |= policy.direct_scopes(direct)
-        return sorted(granted)
+        return sorted(held_scopes(self.policies.current(), groups, direct, self.registry.names()))
 
 
     def _reload_policy_in_background(self) -> None:
@@ -99,6 +97,3 @@ def client_address(request: Request) -> str:
     return peer or "unknown"
 
 
-def identity_of(session: Session) -> Identity:
-    return Identity(subject=session.subject, username=session.username, provider=session.provider,
-                    groups=session.groups, direct_scopes=session.scopes, kind="session", session_id=session.id)

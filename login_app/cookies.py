@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mcp_gateway.config import GatewayConfig
-from mcp_gateway.identity import SESSION_COOKIE
+from mcp_gateway.identity import SESSION_COOKIE, session_cookie_values
 from mcp_gateway.sessions import Session, SessionStore
 
 
@@ -23,12 +23,7 @@ def clear_session_cookie(response: Response, config: GatewayConfig) -> None:
 
 def session_token(request: Request) -> str | None:
     """The cookie's token; None when absent or sent more than once (ambiguous: refuse)."""
-    values = []
-    for header in request.headers.getlist("cookie"):
-        for part in header.split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == SESSION_COOKIE:
-                values.append(value)
+    values = session_cookie_values(request.headers.getlist("cookie"))
     return values[0] if len(values) == 1 and values[0] else None
 
 

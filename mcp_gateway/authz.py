@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .jsonrpc import RpcMessage
 from .scopes import (
@@ -35,6 +35,9 @@ from .scopes import (
     tool_scope,
     tool_scope_prefix,
 )
+
+if TYPE_CHECKING:
+    from .policy import PolicySet
 
 RegistryAction = Literal["list", "read", "toggle", "edit", "register", "delete"]
 
@@ -51,6 +54,18 @@ class Decision:
     reason: str  # short human text, no secrets
     method: str | None = None
     tool: str | None = None
+
+
+def held_scopes(policy: PolicySet, groups: Iterable[str], direct: Iterable[str],
+                servers: Collection[str]) -> frozenset[str]:
+    """What a person's groups (and allowed direct scopes) grant by `policy` — the policy in
+    force or its shadow view. The proxy and the login app both ask this."""
+    return frozenset(policy.scopes_for(groups, servers).scopes | policy.direct_scopes(direct))
+
+
+def usable_scopes(held: frozenset[str], granted: Iterable[str] | None) -> frozenset[str]:
+    """What one credential may use: what is held, within an OAuth facade token's granted scope."""
+    return held if granted is None else held & frozenset(granted)
 
 
 def refused_unreadable(reason: str, status: int = 400) -> Decision:

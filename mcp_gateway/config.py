@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 MIN_SECRET_KEY_BYTES = 32
 DEFAULT_CONFIG_NAME = "gateway.toml"
 ACCESS_LOG_NAME = "access.log"
+WORKER_INDEX = "MCP_GATEWAY_WORKER_INDEX"  # 1..N in each launcher worker's environment (per-worker metrics ports)
 DEFAULT_PUBLIC_URL = str(next(k.default for k in GATEWAY_KEYS if k.name == "public_url"))
 
 

@@ -9,8 +9,9 @@ from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow, tutils
 
 from addons.auditor import Auditor
-from addons.failclosed import APPROVED, refuse_on_error
-from addons.router import ROUTE, Router
+from addons.failclosed import refuse_on_error
+from addons.flow_state import Outcome, state_of
+from addons.router import Router
 from addons.runtime import Runtime
 from addons.sentinel import Sentinel
 from addons.settings import Settings
@@ -46,7 +47,7 @@ def test_router_refuses_with_json(runtime, path, status):
         router.requestheaders(flow)
         assert flow.response.status_code == status
         assert json.loads(flow.response.content)["status"] == status
-        assert flow.metadata["gateway.decision"]["decision"] == "refused"
+        assert state_of(flow).outcome.verdict == "refused" and state_of(flow).outcome.status == status
 
 
 def test_router_refuses_everything_while_unconfigured():
@@ -62,19 +63,20 @@ def test_router_routes_a_known_server(runtime):
     with taddons.context(router):
         flow = flow_for("/api/execute/a/sse")
         router.requestheaders(flow)
-        assert flow.response is None and flow.metadata[ROUTE].server == "a"
+        assert flow.response is None and state_of(flow).route.server == "a"
 
 
 def test_a_failing_hook_answers_500_and_is_not_approved():
     class Broken:
         @refuse_on_error
         def request(self, flow):
-            flow.metadata[APPROVED] = True
+            state_of(flow).approved = True
             raise RuntimeError("boom")
 
     flow = flow_for("/api/execute/a/sse")
     Broken().request(flow)
-    assert flow.response.status_code == 500 and APPROVED not in flow.metadata
+    assert flow.response.status_code == 500 and not state_of(flow).approved
+    assert state_of(flow).outcome.verdict == "error"
     assert b"boom" not in flow.response.content
 
 
@@ -84,7 +86,7 @@ def test_sentinel_refuses_unapproved_flows_and_passes_approved_ones():
     sentinel.requestheaders(unseen)
     assert unseen.response.status_code == 503 and unseen.marked
     approved = flow_for("/api/execute/a/sse")
-    approved.metadata.update({"gateway.seen": True, APPROVED: True})
+    state_of(approved).seen = state_of(approved).approved = True
     sentinel.requestheaders(approved)
     sentinel.request(approved)
     assert approved.response is None
@@ -94,14 +96,15 @@ def test_auditor_comments_and_marks_refusals_in_mitmweb(runtime):
     auditor = Auditor(runtime)
     with taddons.context(auditor):
         flow = flow_for("/api/execute/a/sse")
-        flow.metadata.update({"gateway.seen": True, "gateway.decision": {
-            "decision": "refused", "status": 403, "scope": "mcp:server:a:read", "reason": "connect needs read"}})
+        state_of(flow).seen = True
+        state_of(flow).decide(Outcome("refused", 403, "mcp:server:a:read", "connect needs read"))
         flow.response = tutils.tresp(status_code=403)
         auditor.response(flow)
         assert "refused" in flow.comment and "mcp:server:a:read" in flow.comment
         assert flow.marked
         allowed = flow_for("/api/execute/a/sse")
-        allowed.metadata.update({"gateway.seen": True, "gateway.decision": {"decision": "allowed", "scope": "x"}})
+        state_of(allowed).seen = True
+        state_of(allowed).decide(Outcome("allowed", scope="x"))
         allowed.response = tutils.tresp()
         auditor.response(allowed)
         assert allowed.comment.startswith("allowed") and not allowed.marked

@@ -136,11 +136,11 @@ def test_an_undecodable_body_is_left_alone(runtime):
 
 
 def test_the_upstream_credential_header_is_masked_in_the_stored_flow(runtime):
-    from addons.router import SERVER
+    from addons.flow_state import state_of
     from mcp_gateway.config import ServerConfig
     addon = MaskArguments(runtime)
     flow = post(b"{}")
-    flow.metadata[SERVER] = ServerConfig("s", "http://127.0.0.1:1", upstream_header="X-Api-Key",
+    state_of(flow).server = ServerConfig("s", "http://127.0.0.1:1", upstream_header="X-Api-Key",
                                          upstream_value_env="MCP_UPSTREAM_S")
     flow.request.headers["x-api-key"] = TOKEN
     with taddons.context(addon):

@@ -8,7 +8,8 @@ import json
 import pytest
 from mitmproxy.test import taddons, tflow, tutils
 
-from addons.router import ROUTE, Router
+from addons.flow_state import set_route
+from addons.router import Router
 from addons.runtime import Runtime
 from mcp_gateway.content_type import json_content_type_problem
 from mcp_gateway.header_policy import HeaderStripList, parse_pattern
@@ -71,7 +72,7 @@ def test_a_body_that_arrived_without_a_declared_length_is_refused_on_get():
     router = Router(Runtime())
     with taddons.context(router):
         flow = tflow.tflow(req=tutils.treq(method=b"GET", path=b"/api/streamable/a", authority=b"", content=b"{}"))
-        flow.metadata[ROUTE] = route("/api/streamable/a")
+        set_route(flow, route("/api/streamable/a"))
         router.request(flow)
         assert flow.response.status_code == 400
         assert json.loads(flow.response.content)["status"] == 400

@@ -11,8 +11,8 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import taddons
 
+from addons.flow_state import set_route, state_of
 from addons.metrics import WORKER_INDEX, Metrics, metrics_address
-from addons.router import ROUTE, SEEN, STARTED
 from mcp_gateway.audit_log import AuditLog
 from mcp_gateway.routing import route
 from tests.support.processes import free_port
@@ -21,7 +21,8 @@ from tests.unit.test_addons import flow_for, runtime  # noqa: F401  (runtime is 
 
 def finished(metrics: Metrics, path: str, method: str, response: http.Response | None) -> http.HTTPFlow:
     flow = flow_for(path, method)
-    flow.metadata.update({SEEN: True, STARTED: 0.0, ROUTE: route(path)})
+    state_of(flow).seen, state_of(flow).started = True, 0.0
+    set_route(flow, route(path))
     flow.response = response
     metrics.response(flow) if response is not None else metrics.error(flow)
     return flow
@@ -67,7 +68,8 @@ def test_a_stream_is_open_until_its_flow_ends_and_is_closed_once(runtime):  # no
     open_streams = lambda: metrics.registry.get_sample_value("mcp_gateway_open_streams", {"server": "a"})  # noqa: E731
     with taddons.context(metrics):
         flow = flow_for("/api/execute/a/sse")
-        flow.metadata.update({SEEN: True, STARTED: 0.0, ROUTE: route("/api/execute/a/sse")})
+        state_of(flow).seen, state_of(flow).started = True, 0.0
+        set_route(flow, route("/api/execute/a/sse"))
         flow.response = http.Response.make(200, b"", {"content-type": "text/event-stream; charset=utf-8"})
         flow.response.stream = True
         metrics.responseheaders(flow)

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from addons.sse_answers import REFUSAL_ID_PREFIX, RefusalCodec, jsonrpc_errors_answer, rewrite_answer
+from addons.refusals import jsonrpc_errors_answer
+from addons.sse_answers import REFUSAL_ID_PREFIX, RefusalCodec, rewrite_answer
 from mcp_gateway.sse import SseEvent
 
 ERRORS = [{"jsonrpc": "2.0", "id": 7, "error": {"code": -32003, "message": "forbidden"}}]
