@@ -385,7 +385,7 @@ async def test_an_idp_error_without_a_valid_state_shows_nothing_of_it(browsers: 
 async def test_next_cannot_leave_the_gateway(next_path: str, browsers: Callable[[], Browser]) -> None:
     browser = browsers()
     response = await browser.callback(await browser.authorize(next_path))
-    assert response.status_code == 303 and response.headers["location"] == "/oauth/session"
+    assert response.status_code == 303 and response.headers["location"] == "/"  # the default landing: the servers page
 
 
 async def test_nothing_secret_reaches_the_log(browsers: Callable[[], Browser], fake_idp: FakeIdp,
