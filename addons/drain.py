@@ -33,13 +33,12 @@ from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-DRAINING = "draining"  # runtime.services key: True once draining has begun
 POLL = 0.05
 STREAM_END_GRACE = 2.0  # after ending the streams: time for their last bytes to reach the clients
 
 
 def is_draining(runtime: Runtime) -> bool:
-    return bool(runtime.services.get(DRAINING))
+    return runtime.draining
 
 
 def is_long_stream(flow: http.HTTPFlow) -> bool:
@@ -70,7 +69,7 @@ class Drain:
                 log.warning("second interrupt while draining: stopping now")
                 ctx.master.shutdown()
             return
-        self.runtime.services[DRAINING] = True
+        self.runtime.draining = True
         self._task = asyncio.get_running_loop().create_task(self.drain())
 
     # -- requests in flight ------------------------------------------------------------------

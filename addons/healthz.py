@@ -13,7 +13,7 @@ from .runtime import Runtime
 
 
 def policy_version_of(runtime: Runtime) -> str | None:
-    policies = runtime.services.get("policies")
+    policies = runtime.policies
     return getattr(policies, "version", None)
 
 

@@ -260,7 +260,7 @@ class PolicyInfo:
         return []
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        version = getattr(self.runtime.services.get("policies"), "version", None)
+        version = getattr(self.runtime.policies, "version", None)
         if version is None:
             return
         family = GaugeMetricFamily("mcp_gateway_policy_info", "The policy version in force (a content hash of "

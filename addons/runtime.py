@@ -5,6 +5,8 @@
 | login_app_url | `Settings`, `LoginAppSupervisor` |
 | builtin_servers | `RegistryMcp` (at construction) |
 | health | `HealthChecks` |
+| draining | `Drain` (True from SIGTERM on) |
+| upstream_connections | `UpstreamOAuthTokens` (per-user upstream tokens, rebuilt for a new config or store) |
 | providers | itself: built on first use, once per configuration |
 
 A store or registry replaced by a new configuration is closed (its thread pool, its Redis
@@ -78,6 +80,8 @@ class Runtime:
     builtin_servers: dict[str, ServerConfig] = field(default_factory=dict)
     health: HealthBoard | None = None
     providers: IdpProviders = field(default_factory=IdpProviders)
+    draining: bool = False
+    upstream_connections: Any = None  # (config, store, UpstreamConnections) they were built for
 
     @property
     def ready(self) -> bool:

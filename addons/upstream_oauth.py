@@ -46,7 +46,7 @@ from .failclosed import refuse_on_error
 from .identify import identified
 from .flow_state import state_of
 from .refusals import jsonrpc_errors_answer, refuse
-from .runtime import Runtime
+from .runtime import Runtime, close_later
 from .sse_answers import RefusalCodec
 from .upstream_connections_api import ConnectionsApi
 
@@ -78,10 +78,14 @@ def inject_user_token(flow: http.HTTPFlow, server: ServerConfig, headers: http.H
 def connections_of(runtime: Runtime) -> UpstreamConnections:
     config = runtime.config
     assert config is not None
-    current = runtime.services.get("upstream_connections")
-    if current is None or current[0] is not config or current[1] is not runtime.services["store"]:
-        current = (config, runtime.services["store"], UpstreamConnections(config, runtime.services["store"]))
-        runtime.services["upstream_connections"] = current
+    store = runtime.store
+    if store is None:
+        raise StoreUnavailable("per-user upstream tokens need the session store (authentication is off)")
+    current = runtime.upstream_connections
+    if current is None or current[0] is not config or current[1] is not store:
+        if current is not None:
+            close_later(current[2].aclose)
+        current = runtime.upstream_connections = (config, store, UpstreamConnections(config, store))
     return current[2]
 
 
@@ -94,7 +98,7 @@ class UpstreamOAuthTokens:
 
     def done(self) -> None:
         # Sync, like Settings.done: mitmproxy calls it synchronously on a hot reload.
-        current = self.runtime.services.pop("upstream_connections", None)
+        current, self.runtime.upstream_connections = self.runtime.upstream_connections, None
         if current is not None:
             try:
                 asyncio.get_running_loop().create_task(current[2].aclose())
