@@ -4,7 +4,8 @@ Checked, precisely and nothing else:
 - a backticked path whose first segment is a top-level entry of the repository
   (`addons/chain.py`, `tests/e2e/`, `docs/*.md`), and a bare backticked file name such as
   `settings.py` (docs/architecture.md's tables), which must be a Python file of the repository;
-- a relative Markdown link target, resolved from the page's own folder;
+- a relative Markdown link target, resolved from the page's own folder, and its `#anchor` when
+  it points into a Markdown page (GitHub's heading slugs);
 - a backticked test reference `tests/x.py::test_name`; `…::test_name` (or `::test_name`) names
   a test of the last file named before it — the same cell, or the row above.
 Runtime paths (`registry/servers/`, `var/…`, `<state_dir>/…`) and URLs are not repository paths
@@ -56,9 +57,21 @@ def named_paths(text: str) -> list[str]:
     return found
 
 
-def linked_paths(text: str) -> list[str]:
-    return [target.split("#")[0] for target in LINK.findall(text)
+def linked_targets(text: str) -> list[str]:
+    """Relative link targets, with their #anchor if any."""
+    return [target for target in LINK.findall(text)
             if not re.match(r"[a-z][a-z+.-]*:|#|<", target) and target.split("#")[0]]
+
+
+def linked_paths(text: str) -> list[str]:
+    return [target.split("#")[0] for target in linked_targets(text)]
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's heading slugs: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"(?ms)^```.*?^```", "", page.read_text())
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+            for heading in re.findall(r"(?m)^#+ (.+)$", text)}
 
 
 def referenced_tests(text: str) -> list[tuple[str, str]]:
@@ -87,6 +100,11 @@ def test_every_path_a_doc_names_exists(doc):
     missing = [path for path in named_paths(text)
                if not (exists(path) if "/" in path else path in FILE_NAMES)]
     missing += [target for target in linked_paths(text) if not (doc.parent / target).exists()]
+    for target in linked_targets(text):
+        path, _, anchor = target.partition("#")
+        page = doc.parent / path
+        if anchor and page.suffix == ".md" and page.is_file() and anchor not in anchors(page):
+            missing.append(target)
     assert not missing, f"{doc.relative_to(REPO)} names paths that do not exist: {missing}"
 
 
@@ -110,3 +128,15 @@ def test_the_checks_catch_what_they_are_for():
     assert referenced_tests(text) == [("tests/unit/test_a.py", "test_one"), ("tests/unit/test_a.py", "test_two"),
                                      ("tests/unit/test_a.py", "test_three"), ("tests/unit/test_b.py", "test_four"),
                                      ("tests/unit/test_b.py", "test_five")]
+
+
+def test_anchors_are_githubs_heading_slugs(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("# Title\n## `[servers.upstream_oauth]`\n### 401 or 403?\n```sh\n# not a heading\n```\n")
+    assert anchors(page) == {"title", "serversupstream_oauth", "401-or-403"}
+
+
+def test_the_readmes_docs_table_lists_every_page_once():
+    table = (REPO / "README.md").read_text().split("## Documentation")[1].split("\n## ")[0]
+    listed = re.findall(r"(?m)^\| \[docs/([\w-]+\.md)\]", table)
+    assert sorted(listed) == sorted(page.name for page in (REPO / "docs").glob("*.md"))
