@@ -1,7 +1,9 @@
-"""The gateway's addons, in the order mitmproxy runs them:
-settings → drain → route → identify → tell unknown servers apart → rate limits → bind MCP sessions → authorize
-→ per-user upstream tokens → registry API → forward (with timeouts) → audit → mask secret arguments in the
-stored flow, plus the server-files watcher, health checks and the login app's supervisor (docs/architecture.md)."""
+"""The gateway's addons, in the order mitmproxy runs them (docs/architecture.md, "The addons, in order"):
+settings → drain → route → RFC 9728 metadata → identify → tell unknown servers apart → rate limits
+→ bind MCP sessions → authorize → per-user upstream tokens → registry API → registry MCP server
+→ forward (with timeouts; TLS to https upstreams) → audit (and the access log file) → metrics
+→ mask secret arguments in the stored flow, plus the server-files watcher, the IdP start-up check,
+health checks and the login app's supervisor."""
 
 from __future__ import annotations
 
