@@ -266,3 +266,23 @@ def test_an_unreadable_or_oversized_tool_list_is_a_failing_check_not_a_stuck_one
     assert says in health["error"]
     page = httpx.get(f"{gw.url}/registry/servers/{server}?format=json", headers=_headers(gw, "admin"), timeout=10)
     assert page.status_code == 200 and page.json()["server"]["health"]["status"] == "failing"
+
+
+# --- reflected values and where a form post sends the browser ----------------------------------
+
+@pytest.mark.parametrize("return_to", ["//evil.example/", "https://evil.example/", "/registry/servers/x/../../evil",
+                                       "/\\evil.example", "/registry/servers/recorder\r\nX: y", "javascript:alert(1)"])
+def test_a_form_post_sends_the_browser_only_to_a_page_of_the_gateway(gw, return_to):
+    current = "true" if _state(gw)["recorder"][0] else "false"  # the same state again: nothing changes
+    answer = httpx.post(f"{gw.url}/registry/servers/recorder/toggle", timeout=10, headers=_headers(gw, "admin"),
+                        data={"enabled": current, "return_to": return_to}, follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"].split("?")[0] == "/"
+
+
+@pytest.mark.parametrize("path", ["/", "/registry/servers/recorder", "/registry/access", "/registry/clients"])
+def test_query_values_shown_on_a_page_are_escaped(gw, path):
+    page = httpx.get(gw.url + path, params={"error": MARKUP, "done": MARKUP}, headers=_headers(gw, "admin"),
+                     timeout=10)
+    assert page.status_code == 200
+    assert "<script>alert" not in page.text and "<img src=x" not in page.text
