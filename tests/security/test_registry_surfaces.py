@@ -286,3 +286,48 @@ def test_query_values_shown_on_a_page_are_escaped(gw, path):
                      timeout=10)
     assert page.status_code == 200
     assert "<script>alert" not in page.text and "<img src=x" not in page.text
+
+
+STATIC_ESCAPES = ["/registry/static/..%2f..%2fapp.py", "/registry/static/%2e%2e/templates/base.html",
+                  "/registry/static/../templates/base.html", "/registry/static/..%5c..%5capp.py",
+                  "/registry/static/registry.js%00.css", "/registry/static//etc/passwd",
+                  "/registry/static/%2fetc%2fpasswd", "/registry/static/.%2e/registry/__init__.py",
+                  "/registry/static/..;/registry/actions.py", "/registry/static/%c0%ae%c0%ae/app.py"]
+
+
+@pytest.mark.parametrize("target", STATIC_ESCAPES)
+def test_the_static_folder_serves_nothing_outside_itself(gw, target):
+    from tests.security.hostile import request, session_cookie
+    token = _headers(gw, "admin")["cookie"].split("=", 1)[1]
+    answer = request(gw.port, "GET", target, [session_cookie(token)])
+    assert answer.status in (400, 404), answer.head
+    assert b"import" not in answer.body and b"root:" not in answer.body and b"{%" not in answer.body
+
+
+# --- the data plane's rules hold for the built-in registry server too ---------------------------
+
+PING = b'{"jsonrpc": "2.0", "id": 1, "method": "ping"}'
+TOGGLE_BODY = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+    "name": "toggle_server", "arguments": {"server": "recorder", "enabled": False}}}).encode()
+
+
+@pytest.mark.parametrize("method, content_type, body, status", [
+    ("POST", "application/json; charset=utf-7", TOGGLE_BODY, 415),
+    ("POST", "application/json; charset=utf-16", TOGGLE_BODY.decode().encode("utf-16"), 415),
+    ("POST", "text/plain", TOGGLE_BODY, 415),
+    ("POST", "application/x-www-form-urlencoded", TOGGLE_BODY, 415),
+    ("DELETE", "application/json", TOGGLE_BODY, 400),
+    ("GET", "application/json", TOGGLE_BODY, 400),
+    ("PUT", "application/json", TOGGLE_BODY, 405),
+    ("POST", "application/json", b"\xef\xbb\xbf" + TOGGLE_BODY, 400),
+    ("POST", "application/json", TOGGLE_BODY[:-1] + b', "method": "ping"}', 400),   # duplicate key
+    ("POST", "application/json", TOGGLE_BODY.replace(b'"method"', b'"Method"', 1), 400),
+])
+def test_the_registry_server_reads_bodies_as_strictly_as_any_server(gw, method, content_type, body, status):
+    from tests.security.hostile import request, session_cookie
+    before = _state(gw)
+    token = _headers(gw, "admin")["cookie"].split("=", 1)[1]
+    answer = request(gw.port, method, "/api/streamable/registry",
+                     [session_cookie(token), ("Content-Type", content_type), ("Accept", ACCEPT["accept"])], body)
+    assert answer.status == status, answer.head + answer.body[:200].decode("latin-1")
+    assert _state(gw) == before
