@@ -331,3 +331,24 @@ def test_the_registry_server_reads_bodies_as_strictly_as_any_server(gw, method, 
                      [session_cookie(token), ("Content-Type", content_type), ("Accept", ACCEPT["accept"])], body)
     assert answer.status == status, answer.head + answer.body[:200].decode("latin-1")
     assert _state(gw) == before
+
+
+# --- an editor's upstream paths: never a way to another server behind the same origin -----------
+
+UPSTREAM_PATHS = ["/%2e%2e/currenttime/sse", "/%2E%2E/x", "/..%2fx", "/x%2f..%2fy", "/..;/x", "/x/..;/y",
+                  "/x%5c..%5cy", "/x%00", "/\u00e9", "/x;jsessionid=1", "/%252e%252e/x", "/x/\u2025/y"]
+
+
+@pytest.mark.parametrize("field", ["sse_path", "streamable_path"])
+@pytest.mark.parametrize("path", UPSTREAM_PATHS)
+def test_upstream_paths_another_parser_reads_differently_are_refused(gw, field, path):
+    admin = _headers(gw, "admin")
+    before = httpx.get(f"{gw.url}/api/servers/recorder", headers=admin, timeout=10).json()
+    eddy = _headers(gw, "eddy")
+    api = httpx.patch(f"{gw.url}/api/servers/recorder", json={field: path}, headers=eddy, timeout=10)
+    _assert_json_refusal(api, (400,))
+    page = httpx.post(f"{gw.url}/registry/servers/recorder/edit", data={field: path}, headers=eddy, timeout=10,
+                      follow_redirects=False)
+    assert page.status_code == 303 and "error=" in page.headers["location"]
+    after = httpx.get(f"{gw.url}/api/servers/recorder", headers=admin, timeout=10).json()
+    assert {k: v for k, v in after.items() if k != "health"} == {k: v for k, v in before.items() if k != "health"}
