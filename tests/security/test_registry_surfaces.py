@@ -120,8 +120,9 @@ def test_page_posts_naming_no_valid_server_are_refused_never_a_500(gw, action, n
 ], ids=["TRUE", "1", "yes", "empty", "off", "trailing-space", "0", "twice", "twice-alike"])
 def test_a_toggle_form_value_other_than_true_or_false_changes_nothing(gw, form):
     before = _state(gw)
-    body = {"content": form, "headers": {**_headers(gw, "admin"), "content-type": "application/x-www-form-urlencoded"}} \
-        if isinstance(form, str) else {"data": form, "headers": _headers(gw, "admin")}
+    form_type = {"content-type": "application/x-www-form-urlencoded"}
+    body = {"content": form, "headers": {**_headers(gw, "admin"), **form_type}} if isinstance(form, str) \
+        else {"data": form, "headers": _headers(gw, "admin")}
     answer = httpx.post(f"{gw.url}/registry/servers/recorder/toggle", timeout=10, **body)
     _assert_json_refusal(answer, (400,))
     assert _state(gw) == before
@@ -352,3 +353,27 @@ def test_upstream_paths_another_parser_reads_differently_are_refused(gw, field, 
     assert page.status_code == 303 and "error=" in page.headers["location"]
     after = httpx.get(f"{gw.url}/api/servers/recorder", headers=admin, timeout=10).json()
     assert {k: v for k, v in after.items() if k != "health"} == {k: v for k, v in before.items() if k != "health"}
+
+
+# --- after logout ----------------------------------------------------------------------------
+
+def test_after_logout_no_page_opens_and_no_form_post_changes_anything(gw):
+    headers = _headers(gw, "admin")
+    token = headers["cookie"].split("=", 1)[1]
+    csrf = httpx.get(f"{gw.url}/", headers=headers, timeout=10).text.split('name="csrf_token" value="')[1].split('"')[0]
+    out = httpx.post(f"{gw.url}/oauth/logout", headers=headers, timeout=10, follow_redirects=False)
+    assert out.status_code in (200, 303)
+    before = _state(gw)
+    for path in ("/", "/registry/servers/recorder", "/registry/access", "/registry/clients", "/oauth/connections"):
+        page = httpx.get(gw.url + path + "?format=json", headers=headers, timeout=10, follow_redirects=False)
+        assert page.status_code == 302 and page.headers["location"].startswith("/oauth/login"), path
+    for path, form in [("/registry/servers/recorder/toggle", {"enabled": "false"}),
+                       ("/registry/servers/recorder/edit", {"description": "after logout"}),
+                       ("/registry/servers/recorder/delete", {}),
+                       ("/registry/servers", {"name": "late", "url": "http://127.0.0.1:9"})]:
+        answer = httpx.post(gw.url + path, data={**form, "csrf_token": csrf}, headers=headers, timeout=10)
+        assert answer.status_code == 401, (path, answer.status_code)
+    toggle = httpx.post(gw.streamable_url("registry"), content=TOGGLE_BODY, timeout=10,
+                        headers={**cookie_header(token), "content-type": "application/json", **ACCEPT})
+    assert toggle.status_code == 401
+    assert _state(gw) == before
