@@ -110,6 +110,8 @@ async def edit(request: Request, viewer: Viewer, form) -> Response:
     if missing := _allowed(viewer, "edit", name):
         return _refused(missing)
     allowed = editable_fields(viewer, name)
+    if problem := _ambiguous(form):
+        return json_error(400, "bad_request", problem)
     sent = {key: str(form[key]).strip() for key in form if key not in ("csrf_token", "return_to")}
     if extra := sorted(set(sent) - set(allowed)):
         return json_error(403, "forbidden", f"your scopes do not let you change: {', '.join(extra)}")
@@ -148,6 +150,8 @@ async def delete(request: Request, viewer: Viewer, form) -> Response:
 async def register(request: Request, viewer: Viewer, form) -> Response:
     if missing := _allowed(viewer, "register", None):
         return _refused(missing)
+    if problem := _ambiguous(form):
+        return json_error(400, "bad_request", problem)
     fields = {key: str(form.get(key) or "").strip() for key in ("name", "url", "description")}
     fields = {k: v for k, v in fields.items() if v}
     try:
@@ -168,6 +172,17 @@ async def revoke_client(request: Request, viewer: Viewer, form) -> Response:
     await Grants(viewer.ctx.store).revoke_family(family)
     log.info("auth: OAuth client access revoked by %s (grant %.8s)", session.username, family)
     return _back("/registry/clients", done="revoked")
+
+
+def _ambiguous(form) -> str | None:
+    """Like the registry API's JSON (no duplicate keys, strict types): a field sent twice or as a
+    file upload is refused, never resolved by picking one."""
+    keys = [key for key, _ in form.multi_items()]
+    if twice := sorted({key for key in keys if keys.count(key) > 1}):
+        return f"each field once: {', '.join(twice)[:200]} sent more than once"
+    if any(not isinstance(value, str) for _, value in form.multi_items()):
+        return "fields are text, not files"
+    return None
 
 
 def _return_to(form) -> str:

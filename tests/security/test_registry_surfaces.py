@@ -377,3 +377,19 @@ def test_after_logout_no_page_opens_and_no_form_post_changes_anything(gw):
                         headers={**cookie_header(token), "content-type": "application/json", **ACCEPT})
     assert toggle.status_code == 401
     assert _state(gw) == before
+
+
+@pytest.mark.parametrize("path", ["/registry/servers/recorder/edit", "/registry/servers"])
+@pytest.mark.parametrize("body, content_type", [
+    ("description=a&description=b", "application/x-www-form-urlencoded"),
+    ("name=twice&name=again&url=http%3A%2F%2F127.0.0.1%3A9", "application/x-www-form-urlencoded"),
+    ('--b\r\nContent-Disposition: form-data; name="description"; filename="x.txt"\r\n\r\nfile\r\n'
+     '--b\r\nContent-Disposition: form-data; name="name"; filename="n.txt"\r\n\r\nfiled\r\n--b--\r\n',
+     "multipart/form-data; boundary=b"),
+], ids=["description-twice", "name-twice", "file-parts"])
+def test_a_form_field_sent_twice_or_as_a_file_is_refused_like_a_duplicate_json_key(gw, path, body, content_type):
+    before = _state(gw)
+    answer = httpx.post(gw.url + path, content=body.encode(), timeout=10,
+                        headers={**_headers(gw, "admin"), "content-type": content_type})
+    _assert_json_refusal(answer, (400,))
+    assert _state(gw) == before
