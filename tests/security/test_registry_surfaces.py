@@ -63,6 +63,7 @@ def gw(tmp_path_factory, upstream, upstream_sse_answers, recorder):
     (policies / "60-surfaces.toml").write_text(POLICY)
     accounts = [{"username": u, "password_hash": hash_password(PASSWORD), "groups": g} for u, g in USERS.items()]
     servers = [server_entry("currenttime", upstream_sse_answers.url), server_entry("recorder", recorder.url),
+               server_entry("sseonly", upstream_sse_answers.url, streamable_path="/no-streamable-here"),
                *(server_entry(name, upstream.url(name)) for name in ("xss", "bigschema", "deep", "oversize", "liar"))]
     with run_gateway(tmp, servers, auth={"enabled": True, "provider_type": "local", "local": {"accounts": accounts}},
                      gateway={"policy_dir": str(policies), "health_check_interval": "1s", "health_check_timeout": "8s"},
@@ -251,6 +252,12 @@ def test_upstream_strings_never_forge_a_log_line(gw):
     log = gw.log
     assert not any(line.startswith("INFO forged") for line in log.splitlines())
     assert "\x1b[31m" not in log
+
+
+def test_the_bounded_reads_still_check_an_sse_only_upstream(gw):
+    tools = _checked(gw, "sseonly")
+    assert tools["health"]["status"] == "ok", tools["health"]
+    assert "current_time_by_timezone" in [t["name"] for t in tools["tools"]]
 
 
 def test_huge_tool_schemas_are_bounded_in_the_record(gw):
