@@ -76,3 +76,35 @@ def test_the_callback_refuses_hostile_states(auth_gateway, signed_in, state):
     answer = httpx.get(f"{auth_gateway.url}/oauth/upstream/recorder/callback", params={"state": state, "code": "c"},
                        headers={"cookie": session_cookie(signed_in["admin"])[1]}, timeout=10, follow_redirects=False)
     assert answer.status_code == 400 and "location" not in answer.headers
+
+
+@pytest.fixture(scope="module")
+def oauth_gateway(tmp_path_factory, recorder):
+    """One server with per-user upstream tokens (static endpoints: nothing is contacted here)."""
+    from tests.e2e.conftest import ADMIN_PASSWORD, local_accounts, wait_for_login_app
+    from tests.support.gateway import run_gateway, server_entry
+    servers = [server_entry("svc", recorder.url, upstream_oauth={
+                   "client_id": "gw-svc", "authorize_url": "http://127.0.0.1:9/authorize",
+                   "token_url": "http://127.0.0.1:9/token"}),
+               server_entry("plain", recorder.url)]
+    with run_gateway(tmp_path_factory.mktemp("gw-conn"), servers,
+                     auth={"enabled": True, "provider_type": "local", "local": local_accounts()},
+                     env={"ADMIN_USER": "admin", "ADMIN_PASSWORD": ADMIN_PASSWORD}) as gw:
+        wait_for_login_app(gw)
+        yield gw
+
+
+def test_disconnecting_tells_nothing_about_servers_one_may_not_use(oauth_gateway):
+    """dana may use neither svc nor plain: a disconnect of svc (which has per-user tokens), of
+    plain (which has none) and of an unknown name must look the same."""
+    from tests.e2e.conftest import ACCOUNTS
+    from tests.support.login import cookie_header, login_local
+    dana = cookie_header(login_local(oauth_gateway.url, "dana", ACCOUNTS["dana"][0]))
+    answers = {name: httpx.delete(f"{oauth_gateway.url}/api/connections/{name}", headers=dana, timeout=10)
+               for name in ("svc", "plain", "nosuch")}
+    statuses = {name: answer.status_code for name, answer in answers.items()}
+    assert len(set(statuses.values())) == 1 and statuses["svc"] in (403, 404), statuses
+    bodies = {answer.text.replace(name, "NAME") for name, answer in answers.items()}
+    assert len(bodies) == 1, bodies
+    listed = httpx.get(f"{oauth_gateway.url}/api/connections", headers=dana, timeout=10).json()["connections"]
+    assert listed == []
