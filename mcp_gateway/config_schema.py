@@ -108,7 +108,14 @@ def as_url_path(value: object) -> str:
         raise ValueProblem(f"expected an absolute path such as \"/sse\", got {text!r}")
     if any(segment in (".", "..") for segment in text.split("/")):
         raise ValueProblem(f"dot segments are not allowed in a path, got {text!r}")
+    if not _PLAIN_PATH.fullmatch(text):
+        # `%2e%2e`, `..;`, `%2f` or non-ASCII read as another path by a normalising upstream
+        # (nginx, Tomcat): the path of one server must never reach another behind the same origin.
+        raise ValueProblem(f"only letters, digits and -._~/!$&'()*+,=:@ are allowed in a path, got {text!r}")
     return text
+
+
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9\-._~/!$&'()*+,=:@]+")
 
 
 def as_str_list(value: object) -> tuple[str, ...]:

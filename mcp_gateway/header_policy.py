@@ -33,12 +33,16 @@ STRIPPED_PREFIXES = FORWARDING_PREFIXES + (
     "x-webauth-", "x-consumer-", "x-credential-", "x-anonymous-", "x-authenticated-",
     "x-amzn-oidc-", "x-amzn-mtls-", "x-goog-authenticated-", "x-goog-iap-", "x-ms-client-principal",
     "x-ms-token-", "cf-access-", "x-pomerium-", "x-vouch-", "oidc-claim-", "tailscale-user-",
-    "x-client-cert", "x-ssl-", "ssl-client-",
+    "x-client-cert", "x-ssl-", "ssl-client-", "client-cert", "x-client-verify", "x-client-dn", "x-client-s-dn",
+    "x-client-i-dn", "x-tls-client-", "x-jwt-assertion", "x-appengine-", "x-serverless-authorization",
     # what some frameworks read as the real method
     "x-http-method", "x-method-override",
 )
 
 _PATTERN = re.compile(r"^[A-Za-z0-9!#$%&'+.^_`|~-]+\*?$")
+# An RFC 9110 field name. Anything else (non-ASCII look-alikes such as `X-Uſer`, which some
+# languages upper-case to `X-USER`; spaces; controls) has no legitimate use and is never forwarded.
+_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 
 
 def normalise(name: str) -> str:
@@ -70,7 +74,7 @@ class HeaderStripList:
         known = self._seen.get(name)
         if known is None:
             lower = normalise(name)
-            known = lower in self.names or lower.startswith(self.prefixes)
+            known = lower in self.names or lower.startswith(self.prefixes) or not _TOKEN.fullmatch(lower)
             if len(self._seen) < 4096:  # header names repeat; a flood of odd ones only skips the cache
                 self._seen[name] = known
         return known

@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 PROTOCOL_VERSION = "2025-06-18"
 RECORD_TTL = 7 * 24 * 3600.0
 MAX_TOOLS = 500
+# An upstream's answers are read up to this size (a larger one fails the check), and a tool's
+# input schema is kept only up to MAX_SCHEMA_CHARS of JSON: the record is shown on every page load.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+MAX_SCHEMA_CHARS = 16 * 1024
 _INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
     "protocolVersion": PROTOCOL_VERSION, "capabilities": {},
     "clientInfo": {"name": "mcp-gateway-health", "version": "1"}}}
@@ -74,7 +78,54 @@ def _tool_entry(tool: Any) -> dict[str, Any] | None:
         return None
     schema = tool.get("inputSchema")
     return {"name": tool["name"][:200], "description": str(tool.get("description") or "")[:2000],
-            "inputSchema": schema if isinstance(schema, dict) else {}}
+            "inputSchema": schema if isinstance(schema, dict) and _small(schema) else {}}
+
+
+def _small(schema: dict[str, Any]) -> bool:
+    try:
+        return len(json.dumps(schema)) <= MAX_SCHEMA_CHARS
+    except (RecursionError, ValueError):
+        return False
+
+
+class _TooLarge(CheckFailed):
+    def __init__(self) -> None:
+        super().__init__(f"the upstream's answer is larger than {MAX_ANSWER_BYTES // (1024 * 1024)} MiB")
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status_code: int
+    content_type: str
+    body: bytes
+    session_id: str | None
+
+
+async def _post(client: httpx.AsyncClient, url: str, message: dict[str, Any], headers: dict[str, str]) -> _Answer:
+    """POST, reading at most MAX_ANSWER_BYTES of the answer (decoded: a compressed bomb is cut too)."""
+    async with client.stream("POST", url, json=message, headers=headers) as response:
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_ANSWER_BYTES:
+                raise _TooLarge()
+        return _Answer(response.status_code, response.headers.get("content-type", ""), bytes(body),
+                       response.headers.get("mcp-session-id"))
+
+
+async def _bounded_lines(response: httpx.Response):
+    """The lines of a streamed answer; more than MAX_ANSWER_BYTES in all (or in one line) fails."""
+    pending, total = "", 0
+    async for text in response.aiter_text():
+        total += len(text)
+        if total > MAX_ANSWER_BYTES:
+            raise _TooLarge()
+        pending += text
+        *lines, pending = pending.split("\n")
+        for line in lines:
+            yield line.removesuffix("\r")
+    if pending:
+        yield pending.removesuffix("\r")
 
 
 def _verify(server: ServerConfig) -> ssl.SSLContext | bool:
@@ -85,19 +136,18 @@ def _verify(server: ServerConfig) -> ssl.SSLContext | bool:
     return True
 
 
-def _answer(response: httpx.Response, wanted_id: int) -> dict[str, Any]:
+def _answer(response: _Answer, wanted_id: int) -> dict[str, Any]:
     """The JSON-RPC answer with `wanted_id` from a JSON or SSE body."""
     if response.status_code >= 400:
         raise CheckFailed(f"HTTP {response.status_code} from the upstream")
-    content_type = response.headers.get("content-type", "")
     documents: list[Any] = []
-    if content_type.startswith("text/event-stream"):
-        for event in response.text.split("\n\n"):
+    if response.content_type.startswith("text/event-stream"):
+        for event in response.body.decode("utf-8", "replace").split("\n\n"):
             data = "\n".join(line[5:].lstrip() for line in event.splitlines() if line.startswith("data:"))
             if data:
                 documents.append(json.loads(data))
     else:
-        documents.append(response.json())
+        documents.append(json.loads(response.body))
     for document in documents:
         for message in document if isinstance(document, list) else [document]:
             if isinstance(message, dict) and message.get("id") == wanted_id:
@@ -110,15 +160,15 @@ def _answer(response: httpx.Response, wanted_id: int) -> dict[str, Any]:
 async def _streamable(client: httpx.AsyncClient, server: ServerConfig, headers: dict[str, str]) -> list[Any]:
     url = server.url.rstrip("/") + server.streamable_path
     base = {**headers, "accept": "application/json, text/event-stream", "content-type": "application/json"}
-    first = await client.post(url, json=_INIT, headers=base)
+    first = await _post(client, url, _INIT, base)
     if first.status_code in (404, 405):
         raise LookupError("no streamable endpoint")
     result = _answer(first, 1)
-    session = first.headers.get("mcp-session-id")
+    session = first.session_id
     version = result.get("protocolVersion") or PROTOCOL_VERSION
     follow = {**base, "mcp-protocol-version": str(version), **({"mcp-session-id": session} if session else {})}
-    await client.post(url, json=_INITIALIZED, headers=follow)
-    tools = _answer(await client.post(url, json=_TOOLS, headers=follow), 2).get("tools", [])
+    await _post(client, url, _INITIALIZED, follow)
+    tools = _answer(await _post(client, url, _TOOLS, follow), 2).get("tools", [])
     if session:
         try:
             await client.delete(url, headers=follow)
@@ -132,7 +182,7 @@ async def _sse(client: httpx.AsyncClient, server: ServerConfig, headers: dict[st
     async with client.stream("GET", base_url + server.sse_path, headers={**headers, "accept": "text/event-stream"}) as stream:
         if stream.status_code >= 400:
             raise CheckFailed(f"HTTP {stream.status_code} from the upstream's SSE endpoint")
-        events = _sse_events(stream.aiter_lines())
+        events = _sse_events(_bounded_lines(stream))
         endpoint = None
         async for name, data in events:
             if name == "endpoint":
@@ -144,7 +194,7 @@ async def _sse(client: httpx.AsyncClient, server: ServerConfig, headers: dict[st
         post = {**headers, "content-type": "application/json"}
         results: dict[int, Any] = {}
         for message, wanted in ((_INIT, 1), (_INITIALIZED, None), (_TOOLS, 2)):
-            sent = await client.post(post_url, json=message, headers=post)
+            sent = await _post(client, post_url, message, post)
             if sent.status_code >= 400:
                 raise CheckFailed(f"HTTP {sent.status_code} from the upstream's message endpoint")
             while wanted is not None and wanted not in results:
@@ -200,6 +250,8 @@ async def check_server(server: ServerConfig, credential: str | None, timeout: fl
         error = f"{type(e).__name__}: {str(e)[:200] or 'connection failed'}"
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         error = f"unreadable answer: {type(e).__name__}"
+    except RecursionError:
+        error = "unreadable answer: nested too deeply"
     except ssl.SSLError as e:
         error = f"TLS: {e.reason or 'handshake failed'}"
     except OSError as e:

@@ -16,6 +16,7 @@ from .authz import decide_registry
 from .health import Health
 from .registry import Registry, RegistryError
 from .registry_views import endpoints, health_summary, tools_view, visible
+from .scopes import is_server_name
 
 NAME = "registry"
 SERVER_INFO = {"name": "mcp-gateway-registry", "version": "1"}
@@ -54,14 +55,14 @@ class RegistryTools:
             if name == "list_servers":
                 data = self.list_servers()
             elif name == "get_server_tools":
-                data = self.get_server_tools(_text(arguments, "server"))
+                data = self.get_server_tools(_server(arguments))
             elif name == "find_tools":
                 data = self.find_tools(_text(arguments, "query"))
             elif name == "toggle_server":
                 enabled = arguments.get("enabled")
                 if not isinstance(enabled, bool):
                     raise ToolRefused('"enabled" must be true or false')
-                data = self.toggle_server(_text(arguments, "server"), enabled)
+                data = self.toggle_server(_server(arguments), enabled)
             else:
                 raise ToolRefused(f"unknown tool {name[:80]!r}")
         except ToolRefused as e:
@@ -112,6 +113,15 @@ class RegistryTools:
         self._allow("toggle", server)
         changed = self.registry.set_enabled(server, enabled)
         return {"server": changed.name, "enabled": changed.enabled}
+
+
+def _server(arguments: dict[str, Any]) -> str:
+    """A server name as the registry spells them; any other string names no server (and must
+    never reach a scope decision, which would fail on it)."""
+    value = _text(arguments, "server")
+    if not is_server_name(value):
+        raise ToolRefused(f"no server named {value[:80]!r}: names are 1-64 characters of a-z, 0-9, _ and -")
+    return value
 
 
 def _text(arguments: dict[str, Any], name: str) -> str:

@@ -95,9 +95,13 @@ def server_from_document(document: object, file: Path, base_dir: Path) -> Server
 
 def read_document(file: Path) -> Any:
     try:
-        if file.stat().st_size > MAX_FILE_BYTES:
+        # Read at most one byte past the limit: a file's size can grow after stat(), and files
+        # such as those of /proc report 0.
+        with file.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
             raise FileRefused(f"server file {file}: larger than {MAX_FILE_BYTES} bytes")
-        return json.loads(file.read_text(encoding="utf-8"))
+        return json.loads(raw.decode("utf-8"))
     except (OSError, UnicodeDecodeError) as e:
         raise FileRefused(f"server file {file}: cannot read: {e}") from None
     except json.JSONDecodeError as e:
@@ -123,6 +127,15 @@ def write_json_atomically(file: Path, document: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _inside(file: Path, folder: Path) -> bool:
+    """Links within the folder (a Kubernetes ConfigMap's `..data/`) are followed; links out of it
+    (to /proc/self/environ, another service's files) are not."""
+    try:
+        return file.resolve(strict=True).is_relative_to(folder.resolve(strict=True))
+    except (OSError, RuntimeError):
+        return False
 
 
 def _stamp(file: Path) -> tuple[int, int, int] | None:
@@ -188,6 +201,10 @@ class ServerFiles:
                 and not e.name.startswith(".") and e.is_file()]
 
     def _parse(self, file: Path) -> ServerFile | None:
+        if not _inside(file, self.folder):
+            log.warning("server file %s: a link to %s, outside servers_dir; the file is ignored, other servers "
+                        "are unaffected", file, file.resolve())
+            return None
         try:
             entry = server_from_document(read_document(file), file, self.folder)
         except FileRefused as e:

@@ -72,20 +72,31 @@ def _refused(scope: str) -> Response:
 
 
 def _server_name(request: Request) -> str:
+    """The server named in the path, or "" for a name no server can have (upper case, dots, ...)."""
     name = request.path_params["name"]
     return name if is_server_name(name) else ""
+
+
+def _no_such_server() -> Response:
+    # No server can have this name: nothing to enumerate, so 404 before any scope check.
+    return json_error(404, "not_found", "no server has that name (1-64 characters of a-z, 0-9, _ and -)")
 
 
 @action("toggle")
 async def toggle(request: Request, viewer: Viewer, form) -> Response:
     name = _server_name(request)
-    if missing := _allowed(viewer, "toggle", name or None):
+    if not name:
+        return _no_such_server()
+    if missing := _allowed(viewer, "toggle", name):
         return _refused(missing)
     server = viewer.ctx.registry.get(name)
     if server is None:
         return json_error(404, "not_found", f"unknown server {name!r}")
-    wanted = form.get("enabled")
-    enabled = (wanted == "true") if wanted in ("true", "false") else not server.enabled
+    wanted = form.getlist("enabled")
+    if wanted and wanted not in (["true"], ["false"]):
+        # Absent means flip; anything else but one "true" or "false" is refused, never guessed at.
+        return json_error(400, "bad_request", 'enabled: send "true" or "false" once (or leave it out to flip)')
+    enabled = (wanted[0] == "true") if wanted else not server.enabled
     await asyncio.to_thread(viewer.ctx.registry.set_enabled, name, enabled)
     log.info("registry: server %s %s by %s (page)", name, "enabled" if enabled else "disabled", viewer.session.username)
     return _back(_return_to(form), done="toggled")
@@ -94,9 +105,13 @@ async def toggle(request: Request, viewer: Viewer, form) -> Response:
 @action("edit")
 async def edit(request: Request, viewer: Viewer, form) -> Response:
     name = _server_name(request)
-    if missing := _allowed(viewer, "edit", name or None):
+    if not name:
+        return _no_such_server()
+    if missing := _allowed(viewer, "edit", name):
         return _refused(missing)
     allowed = editable_fields(viewer, name)
+    if problem := _ambiguous(form):
+        return json_error(400, "bad_request", problem)
     sent = {key: str(form[key]).strip() for key in form if key not in ("csrf_token", "return_to")}
     if extra := sorted(set(sent) - set(allowed)):
         return json_error(403, "forbidden", f"your scopes do not let you change: {', '.join(extra)}")
@@ -119,7 +134,9 @@ async def edit(request: Request, viewer: Viewer, form) -> Response:
 @action("delete")
 async def delete(request: Request, viewer: Viewer, form) -> Response:
     name = _server_name(request)
-    if missing := _allowed(viewer, "delete", name or None):
+    if not name:
+        return _no_such_server()
+    if missing := _allowed(viewer, "delete", name):
         return _refused(missing)
     try:
         await asyncio.to_thread(viewer.ctx.registry.delete, name)
@@ -133,6 +150,8 @@ async def delete(request: Request, viewer: Viewer, form) -> Response:
 async def register(request: Request, viewer: Viewer, form) -> Response:
     if missing := _allowed(viewer, "register", None):
         return _refused(missing)
+    if problem := _ambiguous(form):
+        return json_error(400, "bad_request", problem)
     fields = {key: str(form.get(key) or "").strip() for key in ("name", "url", "description")}
     fields = {k: v for k, v in fields.items() if v}
     try:
@@ -153,6 +172,17 @@ async def revoke_client(request: Request, viewer: Viewer, form) -> Response:
     await Grants(viewer.ctx.store).revoke_family(family)
     log.info("auth: OAuth client access revoked by %s (grant %.8s)", session.username, family)
     return _back("/registry/clients", done="revoked")
+
+
+def _ambiguous(form) -> str | None:
+    """Like the registry API's JSON (no duplicate keys, strict types): a field sent twice or as a
+    file upload is refused, never resolved by picking one."""
+    keys = [key for key, _ in form.multi_items()]
+    if twice := sorted({key for key in keys if keys.count(key) > 1}):
+        return f"each field once: {', '.join(twice)[:200]} sent more than once"
+    if any(not isinstance(value, str) for _, value in form.multi_items()):
+        return "fields are text, not files"
+    return None
 
 
 def _return_to(form) -> str:
