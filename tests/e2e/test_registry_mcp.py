@@ -213,3 +213,10 @@ def test_the_login_app_serves_the_registry_stream_only_to_the_gateway(registry_g
     assert httpx.get(f"{base}/sse", headers=headers, timeout=10).status_code == 403
     posted = httpx.post(f"{base}/messages/?session_id={uuid.uuid4().hex}", json=INIT, headers=headers, timeout=10)
     assert posted.status_code == 403 and posted.json()["status"] == 403
+
+
+def test_with_authentication_off_the_sse_transport_is_not_there(open_gateway):
+    """No login app runs without authentication, so no SSE transport; Streamable HTTP answers."""
+    answer = httpx.get(open_gateway.sse_url("registry"), timeout=10)
+    assert answer.status_code == 404 and "/api/streamable/registry" in answer.json()["message"]
+    assert httpx.post(open_gateway.streamable_url("registry"), json=INIT, headers=ACCEPT, timeout=10).status_code == 200
