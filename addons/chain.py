@@ -22,7 +22,7 @@ from .idp_startup import IdpStartupCheck
 from .metrics import Metrics
 from .rate_limits import RateLimits
 from .registry_api import RegistryApi
-from .registry_mcp import RegistryMcp
+from .registry_mcp import RegistryMcp, RegistryMcpCaller
 from .resource_metadata import ResourceMetadata
 from .router import Router
 from .runtime import Runtime
@@ -55,6 +55,7 @@ def build_chain() -> list[object]:
         RegistryApi(runtime, authorizer.scopes_of),
         RegistryMcp(runtime),
         Forwarder(runtime),
+        RegistryMcpCaller(runtime),  # signs the caller for the registry's SSE transport in the login app
         UpstreamTimeouts(runtime),
         UpstreamTls(runtime),
         Auditor(runtime),

@@ -1,22 +1,31 @@
-"""The built-in registry MCP server at /api/streamable/registry, answered inside the proxy.
+"""The built-in registry MCP server: /api/streamable/registry answered inside the proxy, and
+/api/execute/registry (SSE) relayed to the login app like any upstream.
 
-It speaks the Streamable HTTP subset a stateless server needs — POST of initialize, ping,
+Streamable HTTP speaks the Streamable HTTP subset a stateless server needs — POST of initialize, ping,
 notifications, tools/list and tools/call, answered as application/json — so the caller's
 identity, the connect/method/tool decision (made by the Authorizer like for any server named
 `registry`) and the tools/list filtering all apply unchanged. The tools themselves
 (mcp_gateway.registry_tools) apply the registry API's decisions on their target.
-It has no SSE transport: /api/execute/registry answers 404. docs/registry-ui.md."""
+
+The SSE transport needs a long-lived stream and POSTs that may reach another worker; a
+mitmproxy addon can only answer with a whole body, and workers share no memory. So the stream
+lives in the login app (one process behind all workers, `login_app/registry_sse.py`), and the
+proxy treats it as the upstream of server `registry`: the Forwarder relays it, SessionBinding
+binds its session id to the caller in the store, the Authorizer decides connect and each POST
+and narrows tools/list on the stream. `RegistryMcpCaller`, after the Forwarder, adds the caller
+(owner, name, scopes) in a header signed with SECRET_KEY (mcp_gateway.registry_caller), which
+the login app requires. Without the login app (authentication off) /api/execute/registry is 404.
+docs/registry-ui.md."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
-
 from mitmproxy import http
 
 from mcp_gateway.config import ServerConfig
-from mcp_gateway.jsonrpc import JsonRpcRejected, RpcMessage, parse_mcp_payload
-from mcp_gateway.registry_tools import NAME, SERVER_INFO, SUPPORTED_VERSIONS, TOOLS, RegistryTools
+from mcp_gateway.jsonrpc import JsonRpcRejected, parse_mcp_payload
+from mcp_gateway.registry_caller import CALLER_HEADER, Caller, sign_caller
+from mcp_gateway.registry_tools import NAME, RegistryTools, answer
 from mcp_gateway.routing import Area
 
 from .failclosed import refuse_on_error
@@ -30,8 +39,12 @@ log = logging.getLogger(__name__)
 
 # Nothing listens on port 1: if this addon were missing, a request would fail, never leak.
 VIRTUAL = ServerConfig(name=NAME, url="http://127.0.0.1:1", description="The registry itself, as an MCP server")
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
+SSE_BASE_PATH = "/_gateway/registry-mcp"  # on the login app; not a path the proxy routes from outside
+
+
+def sse_upstream(login_app_url: str) -> ServerConfig:
+    return ServerConfig(name=NAME, url=f"{login_app_url.rstrip('/')}{SSE_BASE_PATH}", sse_path="/sse",
+                        description=VIRTUAL.description)
 
 
 class RegistryMcp:
@@ -47,8 +60,7 @@ class RegistryMcp:
         if found.server != NAME or not found.is_mcp or self.runtime.registry.get(NAME) is not None:
             return  # a configured server named "registry" wins over the built-in one
         if found.area is Area.SSE:
-            return refuse(flow, 404, "the built-in registry server speaks Streamable HTTP only: "
-                                     "use /api/streamable/registry")
+            return self._relay_sse(flow, identity.kind == "anonymous")
         if flow.request.method == "DELETE":
             flow.response = json_ok({})
             return
@@ -63,40 +75,39 @@ class RegistryMcp:
         board = health_board(self.runtime)
         tools = RegistryTools(self.runtime.registry, board.latest if board else {}, self.runtime.config.public_url,
                               scopes)
-        answers = [a for a in (self._answer(m, tools, identity.username) for m in payload.messages) if a is not None]
+        answers = [a for a in (answer(m, tools, identity.username) for m in payload.messages) if a is not None]
         if not answers:
             flow.response = http.Response.make(202, b"", {"cache-control": "no-store"})
             return
         flow.response = json_ok(answers if payload.batch else answers[0])
 
-    def _answer(self, message: RpcMessage, tools: RegistryTools, user: str) -> dict[str, Any] | None:
-        if message.kind != "request":
-            return None  # notifications and responses get no answer
-        params = message.raw.get("params") if isinstance(message.raw.get("params"), dict) else {}
-        if message.method == "initialize":
-            asked = params.get("protocolVersion")
-            result: dict[str, Any] = {
-                "protocolVersion": asked if asked in SUPPORTED_VERSIONS else SUPPORTED_VERSIONS[-1],
-                "capabilities": {"tools": {"listChanged": False}}, "serverInfo": SERVER_INFO,
-                "instructions": "Lists the gateway's MCP servers and their tools; toggles servers you may toggle."}
-        elif message.method == "ping":
-            result = {}
-        elif message.method == "tools/list":
-            result = {"tools": TOOLS}
-        elif message.method == "tools/call":
-            arguments = params.get("arguments") or {}
-            if not isinstance(arguments, dict):
-                return _error(message, INVALID_PARAMS, "arguments must be an object")
-            result = tools.call(message.tool or "", arguments)
-            if result.get("isError"):
-                log.warning("access refused: registry tool %s by %s: %s", message.tool, user,
-                            result["content"][0]["text"][:200])
-            else:
-                log.info("registry: tool %s called by %s", message.tool, user)
-        else:
-            return _error(message, METHOD_NOT_FOUND, f"method not found: {str(message.method)[:80]}")
-        return {"jsonrpc": "2.0", "id": message.id, "result": result}
+    def _relay_sse(self, flow: http.HTTPFlow, anonymous: bool) -> None:
+        config = self.runtime.config
+        login_app = self.runtime.login_app_url
+        if anonymous or login_app is None or config is None or not config.auth.secret_key:
+            return refuse(flow, 404, "the built-in registry server's SSE transport needs authentication on "
+                                     "(it runs in the login app): use /api/streamable/registry")
+        state_of(flow).server = sse_upstream(login_app)  # the Forwarder relays it like any SSE upstream
 
 
-def _error(message: RpcMessage, code: int, text: str) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": message.id, "error": {"code": code, "message": text}}
+class RegistryMcpCaller:
+    """After the Forwarder (which strips every X-MCP-Gateway-* header a client sent): tells the
+    login app who is calling the registry's SSE transport."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+
+    @refuse_on_error
+    def request(self, flow: http.HTTPFlow) -> None:
+        state = state_of(flow)
+        if flow.response or not state.approved or state.forwarded_to != NAME or state.identity is None:
+            return
+        login_app = self.runtime.login_app_url
+        if login_app is None or state.server != sse_upstream(login_app):
+            return  # a configured server named "registry": an ordinary upstream, told nothing
+        config = self.runtime.config
+        assert config is not None and config.auth.secret_key  # checked when the flow was routed here
+        identity = state.identity
+        caller = Caller(identity.owner, identity.username, state.scopes or frozenset())
+        flow.request.headers[CALLER_HEADER] = sign_caller(
+            config.auth.secret_key, caller, flow.request.method, flow.request.path, flow.request.raw_content or b"")

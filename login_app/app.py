@@ -25,6 +25,7 @@ from .local_login import local_login
 from .oauth_flow import finish_login, start_login
 from .pages import login_page, signed_in_page
 from .registry import REGISTRY_ROUTES
+from .registry_sse import REGISTRY_SSE_ROUTES
 from .session_api import json_error, logout, me
 from .upstream_connect import UPSTREAM_CONNECT_ROUTES
 
@@ -47,6 +48,7 @@ ROUTES = [
     Route("/oauth/healthz", health, methods=["GET"]),
     *FACADE_ROUTES,
     *REGISTRY_ROUTES,
+    *REGISTRY_SSE_ROUTES,
     *UPSTREAM_CONNECT_ROUTES,
 ]
 

@@ -10,13 +10,17 @@ server at all (connect, tools/call) is decided like any server named `registry`
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from .authz import decide_registry
 from .health import Health
+from .jsonrpc import RpcMessage
 from .registry import Registry, RegistryError
 from .registry_views import endpoints, health_summary, tools_view, visible
 from .scopes import is_server_name
+
+log = logging.getLogger(__name__)
 
 NAME = "registry"
 SERVER_INFO = {"name": "mcp-gateway-registry", "version": "1"}
@@ -35,6 +39,11 @@ TOOLS = [
      "inputSchema": {"type": "object", "properties": {"server": _SERVER_ARG, "enabled": {"type": "boolean"}},
                      "required": ["server", "enabled"]}},
 ]
+
+
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INSTRUCTIONS = "Lists the gateway's MCP servers and their tools; toggles servers you may toggle."
 
 
 class ToolRefused(Exception):
@@ -129,3 +138,37 @@ def _text(arguments: dict[str, Any], name: str) -> str:
     if not isinstance(value, str) or not value or len(value) > 500:
         raise ToolRefused(f'"{name}" must be a non-empty string')
     return value
+
+
+def answer(message: RpcMessage, tools: RegistryTools, user: str) -> dict[str, Any] | None:
+    """The JSON-RPC answer to one message, on either transport; None for notifications and responses."""
+    if message.kind != "request":
+        return None
+    params = message.raw.get("params") if isinstance(message.raw.get("params"), dict) else {}
+    if message.method == "initialize":
+        asked = params.get("protocolVersion")
+        result: dict[str, Any] = {
+            "protocolVersion": asked if asked in SUPPORTED_VERSIONS else SUPPORTED_VERSIONS[-1],
+            "capabilities": {"tools": {"listChanged": False}}, "serverInfo": SERVER_INFO,
+            "instructions": INSTRUCTIONS}
+    elif message.method == "ping":
+        result = {}
+    elif message.method == "tools/list":
+        result = {"tools": TOOLS}
+    elif message.method == "tools/call":
+        arguments = params.get("arguments") or {}
+        if not isinstance(arguments, dict):
+            return _error(message, INVALID_PARAMS, "arguments must be an object")
+        result = tools.call(message.tool or "", arguments)
+        if result.get("isError"):
+            log.warning("access refused: registry tool %s by %s: %s", message.tool, user,
+                        result["content"][0]["text"][:200])
+        else:
+            log.info("registry: tool %s called by %s", message.tool, user)
+    else:
+        return _error(message, METHOD_NOT_FOUND, f"method not found: {str(message.method)[:80]}")
+    return {"jsonrpc": "2.0", "id": message.id, "result": result}
+
+
+def _error(message: RpcMessage, code: int, text: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": message.id, "error": {"code": code, "message": text}}
