@@ -19,6 +19,7 @@ docs/registry-ui.md."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from mitmproxy import http
 
@@ -53,7 +54,7 @@ class RegistryMcp:
         runtime.builtin_servers[NAME] = VIRTUAL
 
     @refuse_on_error
-    def request(self, flow: http.HTTPFlow) -> None:
+    async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or (seen := identified(flow)) is None:
             return
         found, identity = seen
@@ -75,7 +76,9 @@ class RegistryMcp:
         board = health_board(self.runtime)
         tools = RegistryTools(self.runtime.registry, board.latest if board else {}, self.runtime.config.public_url,
                               scopes)
-        answers = [a for a in (answer(m, tools, identity.username) for m in payload.messages) if a is not None]
+        # toggle_server takes the registry's file lock and fsyncs: never on the proxy's event loop.
+        answers = await asyncio.to_thread(
+            lambda: [a for a in (answer(m, tools, identity.username) for m in payload.messages) if a is not None])
         if not answers:
             flow.response = http.Response.make(202, b"", {"cache-control": "no-store"})
             return

@@ -95,9 +95,14 @@ class ConnectionsApi:
     async def _disconnect(self, flow: http.HTTPFlow, identity: Identity, owner: str, name: str) -> None:
         assert self.runtime.registry is not None
         server = self.runtime.registry.get(name)
-        if server is None or server.upstream_oauth is None:
+        unknown = server is None or server.upstream_oauth is None
+        connections = None if unknown else self.connections()
+        if not unknown and owner == identity.owner and not decide_mcp_connect(self.scopes_of(identity), name).allowed:
+            # Who may not use a server learns nothing about it — unless they still hold a
+            # connection to it (kept after losing access), which they may always remove.
+            unknown = name not in await connections.vault.connected(owner, [name])
+        if unknown:
             return refuse(flow, 404, f"no server {name!r} with per-user upstream tokens")
-        connections = self.connections()
         tokens = await connections.vault.forget(owner, name)
         if tokens is not None and tokens.access_token:
             try:

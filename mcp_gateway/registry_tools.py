@@ -156,7 +156,9 @@ def answer(message: RpcMessage, tools: RegistryTools, user: str) -> dict[str, An
     elif message.method == "tools/list":
         result = {"tools": TOOLS}
     elif message.method == "tools/call":
-        arguments = params.get("arguments") or {}
+        arguments = params.get("arguments")
+        if arguments is None:
+            arguments = {}
         if not isinstance(arguments, dict):
             return _error(message, INVALID_PARAMS, "arguments must be an object")
         result = tools.call(message.tool or "", arguments)
