@@ -40,6 +40,7 @@ from mcp_gateway import logsafe
 from mcp_gateway.config import ConfigError, GatewayConfig, load_config
 
 from .chain import build_chain
+from .chain_dispatch import ChainDispatch
 from .runtime import Runtime
 from .settings import Settings, confdir_for, proxy_options
 from .supervisor import LoginAppSupervisor
@@ -112,7 +113,7 @@ def build_master(config: GatewayConfig, *, login_app_url: str | None = None, reu
         check,
     )
     opts.update(confdir=confdir_for(config), **proxy_options(config))
-    chain = gateway_chain(login_app_url)
+    chain = [ChainDispatch(gateway_chain(login_app_url))]  # one addon for mitmproxy to dispatch to
     for addon in chain:
         master.addons.register(addon)
     opts.update(gateway_config=str(config.source))
