@@ -82,28 +82,30 @@ def _cpu_target(summary: dict[str, Any]) -> dict[str, Any]:
             "verdict": _verdict(all(v <= CPU_MS_PER_REQUEST for v in values) if values else None)}
 
 
+def _paired(summary: dict[str, Any], path: str, other: str, combine) -> dict[int, float]:
+    """`combine(cpu of path, cpu of other)` per concurrency both were measured at."""
+    mine, theirs = _cells(summary, path), _cells(summary, other)
+    return {c: combine(mine[c]["proxy_cpu_ms_per_req"], theirs[c]["proxy_cpu_ms_per_req"])
+            for c in sorted(mine) if c in theirs}
+
+
 def _share_target(summary: dict[str, Any]) -> dict[str, Any]:
-    gateway, lean = _cells(summary, LAUNCHER), _cells(summary, LEAN)
-    found = [c for c in sorted(gateway) if c in lean]
-    share = {c: gateway[c]["proxy_cpu_ms_per_req"] - lean[c]["proxy_cpu_ms_per_req"] for c in found}
+    share = _paired(summary, LAUNCHER, LEAN, lambda gateway, lean: gateway - lean)
     judged = [share[c] for c in LOADED_CONCURRENCIES if c in share]
-    shown = ", ".join(f"c={c}: {share[c]:.2f} ({gateway[c]['proxy_cpu_ms_per_req']:.2f} − "
-                      f"{lean[c]['proxy_cpu_ms_per_req']:.2f})" for c in found)
+    shown = ", ".join(f"c={c}: {value:.2f}" for c, value in share.items())
     return {"target": f"{LAUNCHER}: the gateway's own CPU share (minus {LEAN}, same run) ≤ {GATEWAY_SHARE_MS:g} ms "
                       "at c=16 and c=64",
-            "measured": f"{shown or 'no ' + LEAN + ' row (default mode only)'} ms",
+            "measured": f"{shown} ms" if shown else f"no {LEAN} row (default mode only)",
             "verdict": _verdict(all(v <= GATEWAY_SHARE_MS for v in judged) if judged else None)}
 
 
 def _mitmdump_target(summary: dict[str, Any]) -> dict[str, Any]:
-    gateway, dump = _cells(summary, LAUNCHER), _cells(summary, MITMDUMP)
-    found = [c for c in sorted(gateway) if c in dump]
-    ratios = {c: ratio(dump[c]["proxy_cpu_ms_per_req"], gateway[c]["proxy_cpu_ms_per_req"]) for c in found}
+    ratios = _paired(summary, MITMDUMP, LAUNCHER, ratio)
     judged = [ratios[c] for c in LOADED_CONCURRENCIES if c in ratios]
-    shown = ", ".join(f"c={c}: {ratios[c]:.2f}×" for c in found)
     return {"target": f"{MITMDUMP} -s addons/gateway.py: CPU per tools/call ≤ {MITMDUMP_RATIO:g}× {LAUNCHER}'s "
                       "at c=16 and c=64",
-            "measured": shown, "verdict": _verdict(all(r <= MITMDUMP_RATIO for r in judged) if judged else None)}
+            "measured": ", ".join(f"c={c}: {value:.2f}×" for c, value in ratios.items()),
+            "verdict": _verdict(all(r <= MITMDUMP_RATIO for r in judged) if judged else None)}
 
 
 def _latency_target(summary: dict[str, Any]) -> dict[str, Any]:
