@@ -14,7 +14,9 @@ pool, or a Redis round trip). `CachedSessionStore` keeps the sessions it has rea
   listener pings Redis every `PING_INTERVAL`; a pong proves every message published before its
   ping has arrived. The cache answers only while the last such proof is younger than
   `FRESH_FOR`, so a change on any instance takes effect everywhere within that time (plus
-  one ping), and a lost connection or a stalled listener means "ask the store".
+  one ping), and a lost connection or a stalled listener means "ask the store". Every
+  (re)connection of the subscription drops the whole cache: what was published meanwhile is lost
+  (a Redis restarted empty must not leave its sessions alive in the proxies).
 
 A cached session is answered only while the store itself would answer it without a write:
 not expired, not idle, and not due for its `last_seen_at` touch (then the store is asked, and
@@ -97,7 +99,9 @@ class RedisChanges:
             pubsub = self._store.subscriber()
             try:
                 await pubsub.subscribe(self._store.changes_channel)
-                # Whatever was published while not subscribed is lost: start from nothing.
+                # Whatever was published while not subscribed is lost: start from nothing, now
+                # and whenever redis-py reconnects this subscription behind our back.
+                pubsub.connection.register_connect_callback(self._reconnected)
                 self._forget(None)
                 pause = PING_INTERVAL
                 await self._follow(pubsub)
@@ -111,6 +115,11 @@ class RedisChanges:
                 pause = min(pause * 2, 2.0)
             finally:
                 await asyncio.shield(pubsub.aclose())
+
+    def _reconnected(self, connection: Any) -> None:
+        self._proven_at = float("-inf")
+        self._forget(None)
+        log.info("session cache: change channel reconnected; cached sessions dropped")
 
     async def _follow(self, pubsub: Any) -> None:
         pinged_at = 0.0

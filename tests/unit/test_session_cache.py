@@ -124,3 +124,20 @@ async def test_a_backend_that_stops_answering_is_not_papered_over(backend: Backe
     with pytest.raises(StoreUnavailable):
         await proxy.get(token)
 
+
+
+@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+async def test_what_redis_lost_while_the_channel_reconnected_is_not_served(backend: Backend):
+    """redis-py reconnects a dropped subscription by itself; what was published (or wiped, as by
+    a restart without persistence) meanwhile must not survive in the cache."""
+    proxy, reads = cached(backend)
+    token, _ = await new_session(proxy)
+    assert await answered_from_memory(proxy, reads, token)
+    raw = proxy.inner._redis
+    await raw.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    await raw.flushall()  # the sessions are gone, and no message said so
+    await seen_within(LAG, lambda: _is_none(proxy.get(token)))
+
+
+async def _is_none(pending) -> bool:
+    return await pending is None
