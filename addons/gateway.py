@@ -16,5 +16,8 @@ if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
 from addons.chain import build_chain  # noqa: E402
+from addons.chain_dispatch import ChainDispatch  # noqa: E402
+from addons.shed_builtins import ShedBuiltins  # noqa: E402
 
-addons = build_chain()
+# One addon for mitmproxy to dispatch to; ShedBuiltins acts under mitmdump only.
+addons = [ChainDispatch([*build_chain(), ShedBuiltins()])]

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Coroutine
 
 from mitmproxy import certs, hooks, options
 from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig
@@ -40,6 +40,7 @@ from mcp_gateway import logsafe
 from mcp_gateway.config import WORKER_INDEX, ConfigError, GatewayConfig, load_config
 
 from .chain import build_chain
+from .chain_dispatch import ChainDispatch
 from .runtime import Runtime
 from .settings import Settings, confdir_for, proxy_options
 from .supervisor import LoginAppSupervisor
@@ -111,7 +112,7 @@ def build_master(config: GatewayConfig, *, login_app_url: str | None = None, reu
         check,
     )
     opts.update(confdir=confdir_for(config), **proxy_options(config))
-    chain = gateway_chain(login_app_url)
+    chain = [ChainDispatch(gateway_chain(login_app_url))]  # one addon for mitmproxy to dispatch to
     for addon in chain:
         master.addons.register(addon)
     opts.update(gateway_config=str(config.source))
@@ -340,6 +341,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run a proxying process's `main` on uvloop (libuv: less CPU per socket event than asyncio's
+    own loop, docs/benchmarks.md), or on asyncio's with MCP_GATEWAY_EVENT_LOOP=asyncio."""
+    choice = os.environ.get("MCP_GATEWAY_EVENT_LOOP", "uvloop")
+    if choice not in ("uvloop", "asyncio"):
+        raise SystemExit(f"mcp-gateway: MCP_GATEWAY_EVENT_LOOP must be uvloop or asyncio, not {choice!r}")
+    factory = None
+    if choice == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    asyncio.run(main, loop_factory=factory)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -349,12 +364,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "worker":
         configure_logging(config.logging_level, f"worker-{args.index}")
-        asyncio.run(serve(config, login_app_url=args.login_app_url, reuse_port=True, parent_pid=args.parent_pid,
-                          ready_fd=args.ready_fd))
+        run_event_loop(serve(config, login_app_url=args.login_app_url, reuse_port=True, parent_pid=args.parent_pid,
+                             ready_fd=args.ready_fd))
         return 0
     configure_logging(config.logging_level, "launcher" if args.workers > 1 else "gateway")
     if args.workers == 1:
-        asyncio.run(serve(config))
+        run_event_loop(serve(config))
         return 0
     if config.listen_port == 0:
         print("mcp-gateway: --workers needs a fixed [gateway] listen_port, not 0", file=sys.stderr)

@@ -217,6 +217,7 @@ class LiveSessions:
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         store = self.runtime.store
+        store = getattr(store, "inner", store)  # the SQLite store under the session cache
         if not isinstance(store, SqliteSessionStore) or not store.path.exists():
             return
         now = time.time()

@@ -22,6 +22,7 @@ from mcp_gateway.policy_repository import PolicyRepository
 from mcp_gateway.registry_state import registry_for
 from mcp_gateway.server_files import ServerFiles
 from mcp_gateway.services import session_store_for
+from mcp_gateway.sessions.cache import with_session_cache
 
 from . import sentinel
 from .runtime import Runtime
@@ -95,7 +96,7 @@ class Settings:
             if config.tls_cert:
                 listener_certificate(config)  # a missing key file stops start-up here, naming the key
             registry = registry_for(config, files=server_files)
-            store = session_store_for(config) if config.auth.enabled else None
+            store = with_session_cache(session_store_for(config)) if config.auth.enabled else None
             policies = PolicyRepository(config.policy_dir)
         except PolicyError as e:
             return self._fail(f"[gateway] policy_dir: {' '.join(str(e).split())}")

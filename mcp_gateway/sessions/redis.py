@@ -4,6 +4,9 @@ Keys (all under `key_prefix`, default `mcpgw:`), each with a TTL so nothing outl
 
 - `session:<sha256 of token>`: a hash of the session record, expiring when the session would
   end unless seen again (renewed on each touch);
+- the channel `session-changes`: the id of every session deleted or changed (other than its
+  `last_seen_at` touch), published in the same transaction, for the proxies' session caches
+  (`mcp_gateway/sessions/cache.py`);
 - `bind:<sha256 of key>`, `hits:<sha256 of key>`, `once:<sha256 of key>`: MCP session
   owners, failure counters and single-use values. Caller keys are hashed because some
   (authorization codes, OAuth state) are secrets themselves.
@@ -112,6 +115,7 @@ class RedisSessionStore(SessionStore):
             # would only delay the 503 callers must give when Redis is really down.
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1, supported_errors=(RedisConnectionError,)),
         )
+        self.changes_channel = f"{key_prefix}session-changes"
         self._patch_script = self._redis.register_script(_PATCH)
         self._bind_script = self._redis.register_script(_BIND)
         self._hit_script = self._redis.register_script(_HIT)
@@ -123,6 +127,10 @@ class RedisSessionStore(SessionStore):
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self._prefix}{kind}:{name}"
+
+    def subscriber(self) -> aioredis.client.PubSub:
+        """A pub/sub connection of this store's pool (for `changes_channel`)."""
+        return self._redis.pubsub()
 
     async def _call(self, operation: Awaitable[T]) -> T:
         try:
@@ -149,10 +157,19 @@ class RedisSessionStore(SessionStore):
         to_clear = [name for name, value in changes.items() if value is None]
         args = [0 if ttl is None else _milliseconds(ttl), len(to_set)]
         args += [item for pair in to_set for item in pair] + to_clear
-        await self._call(self._patch_script(keys=[self._key("session", session_id)], args=args))
+        if set(changes) == {"last_seen_at"}:  # a touch: caches judge idleness themselves
+            await self._call(self._patch_script(keys=[self._key("session", session_id)], args=args))
+            return
+        pipe = self._redis.pipeline(transaction=True)
+        await self._patch_script(keys=[self._key("session", session_id)], args=args, client=pipe)
+        pipe.publish(self.changes_channel, session_id)
+        await self._call(pipe.execute())
 
     async def _remove(self, session_id: str) -> None:
-        await self._call(self._redis.delete(self._key("session", session_id)))
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(self._key("session", session_id))
+        pipe.publish(self.changes_channel, session_id)
+        await self._call(pipe.execute())
 
     # -- bindings, counters, single-use values ---------------------------------------------
 

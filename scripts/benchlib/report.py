@@ -43,15 +43,21 @@ def ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator
 
 
-# -- the targets of issue 7, checked against one run's summary: met, missed, or not measured -------
+# -- the targets of issue 15, checked against one run's summary: met, missed, or not measured ------
 
 LAUNCHER = "launcher-1"
 TWO_WORKERS = "launcher-2"
+LEAN = "mitmproxy-lean"
+MITMDUMP = "mitmdump"
 CPU_MS_PER_REQUEST = 1.0
-WORKER_SCALING = 1.4
+GATEWAY_SHARE_MS = 0.3             # launcher-1 minus mitmproxy-lean, same run
+MITMDUMP_RATIO = 1.3               # mitmdump's CPU per request over launcher-1's
+ADDED_LATENCY_MS = 1.0             # launcher-1's p50 minus direct's, concurrency 1
+LOADED_CONCURRENCIES = (16, 64)    # the CPU targets; at concurrency 1 every proxy pays a wake-up per request
+WORKER_SCALING = 1.7
 SCALING_CONCURRENCIES = (16, 64)   # at concurrency 1 a second worker has nothing to do
 ADDED_DELAY_MS = 0.5
-KIB_PER_STREAM = 40.0
+KIB_PER_STREAM = 37.0
 QUIET_HOST_CPUS = 0.3   # "others" above this during a cell: the host was not ours
 
 
@@ -65,14 +71,49 @@ def _cells(summary: dict[str, Any], path: str) -> dict[int, dict[str, Any]]:
 
 def _cpu_target(summary: dict[str, Any]) -> dict[str, Any]:
     cells = _cells(summary, LAUNCHER)
-    values = [cells[c]["proxy_cpu_ms_per_req"] for c in sorted(cells)]
+    values = [cells[c]["proxy_cpu_ms_per_req"] for c in LOADED_CONCURRENCIES if c in cells]
     shown = ", ".join(f"c={c}: {cells[c]['proxy_cpu_ms_per_req']:.2f}" for c in sorted(cells))
     nginx = _cells(summary, "nginx")
     if nginx:
         shown += " (nginx: " + ", ".join(f"{nginx[c]['proxy_cpu_ms_per_req']:.2f}" for c in sorted(nginx)) + ")"
-    return {"target": f"{LAUNCHER}: proxy CPU per tools/call ≤ {CPU_MS_PER_REQUEST:g} ms, everything on",
+    return {"target": f"{LAUNCHER}: proxy CPU per tools/call ≤ {CPU_MS_PER_REQUEST:g} ms at c=16 and c=64, "
+                      "everything on",
             "measured": f"{shown} ms",
             "verdict": _verdict(all(v <= CPU_MS_PER_REQUEST for v in values) if values else None)}
+
+
+def _paired(summary: dict[str, Any], path: str, other: str, combine) -> dict[int, float]:
+    """`combine(cpu of path, cpu of other)` per concurrency both were measured at."""
+    mine, theirs = _cells(summary, path), _cells(summary, other)
+    return {c: combine(mine[c]["proxy_cpu_ms_per_req"], theirs[c]["proxy_cpu_ms_per_req"])
+            for c in sorted(mine) if c in theirs}
+
+
+def _share_target(summary: dict[str, Any]) -> dict[str, Any]:
+    share = _paired(summary, LAUNCHER, LEAN, lambda gateway, lean: gateway - lean)
+    judged = [share[c] for c in LOADED_CONCURRENCIES if c in share]
+    shown = ", ".join(f"c={c}: {value:.2f}" for c, value in share.items())
+    return {"target": f"{LAUNCHER}: the gateway's own CPU share (minus {LEAN}, same run) ≤ {GATEWAY_SHARE_MS:g} ms "
+                      "at c=16 and c=64",
+            "measured": f"{shown} ms" if shown else f"no {LEAN} row (default mode only)",
+            "verdict": _verdict(all(v <= GATEWAY_SHARE_MS for v in judged) if judged else None)}
+
+
+def _mitmdump_target(summary: dict[str, Any]) -> dict[str, Any]:
+    ratios = _paired(summary, MITMDUMP, LAUNCHER, ratio)
+    judged = [ratios[c] for c in LOADED_CONCURRENCIES if c in ratios]
+    return {"target": f"{MITMDUMP} -s addons/gateway.py: CPU per tools/call ≤ {MITMDUMP_RATIO:g}× {LAUNCHER}'s "
+                      "at c=16 and c=64",
+            "measured": ", ".join(f"c={c}: {value:.2f}×" for c, value in ratios.items()),
+            "verdict": _verdict(all(r <= MITMDUMP_RATIO for r in judged) if judged else None)}
+
+
+def _latency_target(summary: dict[str, Any]) -> dict[str, Any]:
+    gateway, direct = _cells(summary, LAUNCHER).get(1), _cells(summary, BASELINE).get(1)
+    added = gateway["p50_ms"] - direct["p50_ms"] if gateway and direct else None
+    shown = "no c=1 cells" if added is None else f"{added:.2f} ms ({gateway['p50_ms']:.2f} − {direct['p50_ms']:.2f})"
+    return {"target": f"{LAUNCHER}: added p50 latency of a tools/call at c=1 over direct ≤ {ADDED_LATENCY_MS:g} ms",
+            "measured": shown, "verdict": _verdict(None if added is None else added <= ADDED_LATENCY_MS)}
 
 
 def _cpu_bound_rate(row: dict[str, Any], cores: int, processes: int) -> float:
@@ -119,9 +160,10 @@ def _memory_target(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    checked = [_cpu_target(summary), _scaling_target(summary), _delay_target(summary), _memory_target(summary)]
+    checked = [_cpu_target(summary), _share_target(summary), _mitmdump_target(summary), _latency_target(summary),
+               _scaling_target(summary), _delay_target(summary), _memory_target(summary)]
     if summary["gateway_under_cprofile"]:
-        for target in checked[:2]:   # the profiler inflates launcher-1's CPU; streams and memory are not profiled
+        for target in checked[:5]:   # the profiler inflates launcher-1's CPU; streams and memory are not profiled
             target["verdict"] = f"n/a: {LAUNCHER} ran under cProfile"
     return checked
 
@@ -278,7 +320,7 @@ def render_text(summary: dict[str, Any]) -> str:
             out.append(f"  {r['path']}: its open-files limit ({r['proxy_fd_limit']}) is too low "
                        f"for {r['wanted']} streams")
     out += [f"SKIPPED {line}" for line in summary["skipped"]]
-    out += ["", "Targets (issue 7)"]
+    out += ["", "Targets (issue 15)"]
     for t in summary["targets"]:
         out += [f"  [{t['verdict']}] {t['target']}", f"      measured: {t['measured']}"]
     return "\n".join(out)

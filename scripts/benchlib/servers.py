@@ -363,7 +363,7 @@ def main(argv: list[str]) -> int:
         app = build_app(build_stamped_server(args.name), json_response=args.json_response)
         uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
     else:
-        asyncio.run(serve_lean(args.mode, args.confdir))
+        launcher.run_event_loop(serve_lean(args.mode, args.confdir))  # the launcher's loop: the same floor
     return 0
 
 
