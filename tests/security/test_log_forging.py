@@ -18,6 +18,7 @@ import pytest
 
 from tests.e2e.conftest import local_accounts, wait_for_login_app
 from tests.support.gateway import run_gateway, server_entry
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -110,7 +111,11 @@ def test_the_audit_log_keeps_one_record_per_line(gateway):
         path = f"/api/execute/{marker}{control}x/sse".replace(" ", "%20").encode("utf-8")
         _raw_request(gateway.port, b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
 
-    audit = (gateway.state_dir / "audit.jsonl").read_text(encoding="utf-8")
-    records = [json.loads(line) for line in audit.split("\n") if line]  # split on "\n" only: one record a line
-    ours = [record for record in records if marker in record["path"]]
-    assert len(ours) == len(in_a_request_line), audit[-2000:]
+    def ours() -> list[dict]:
+        audit = (gateway.state_dir / "audit.jsonl").read_text(encoding="utf-8")
+        records = [json.loads(line) for line in audit.split("\n") if line]  # split on "\n" only: one record a line
+        return [record for record in records if marker in record["path"]]
+
+    # The audit file is written in batches by a thread of its own: wait for the records.
+    wait_until(lambda: len(ours()) >= len(in_a_request_line), 5, "the audit records of the hostile paths")
+    assert len(ours()) == len(in_a_request_line)
