@@ -151,13 +151,24 @@ class UpstreamOAuth:
             raise UpstreamOAuthError(f"server {self.server.name}: cannot reach it to discover its "
                                      f"authorization server: {type(e).__name__}") from None
         parts = urlsplit(endpoint)
-        origin = f"{parts.scheme}://{parts.netloc}"
-        candidates += [f"{origin}/.well-known/oauth-protected-resource{parts.path.rstrip('/')}",
-                       f"{origin}/.well-known/oauth-protected-resource"]
+        base, origin = f"{parts.scheme}://{parts.netloc}", _origin(endpoint)
+        candidates += [f"{base}/.well-known/oauth-protected-resource{parts.path.rstrip('/')}",
+                       f"{base}/.well-known/oauth-protected-resource"]
         for url in candidates:
+            if _origin(url) != origin:
+                # An upstream chooses this URL: never let it make the gateway fetch another host.
+                log.warning("server %s: its 401 names protected-resource metadata on another origin; ignored",
+                            self.server.name)
+                continue
             document = await self._get_json(url)
-            if document is not None:
-                return document
+            if document is None:
+                continue
+            resource = document.get("resource")
+            if not isinstance(resource, str) or _origin(resource) != origin:
+                # RFC 9728 §3.3: metadata for another resource must not be used.
+                raise UpstreamOAuthError(f"server {self.server.name}: the protected-resource metadata at {url} "
+                                         f"is for {str(resource)[:200]!r}, not for a resource on {origin}")
+            return document
         raise UpstreamOAuthError(f"server {self.server.name}: no protected-resource metadata found "
                                  "(configure issuer or authorize_url/token_url)")
 
@@ -315,6 +326,16 @@ def _endpoints_from(document: dict[str, Any], resource: str | None) -> Endpoints
     return Endpoints(authorize, token, issuer=_str_or_none(document.get("issuer")),
                      registration_endpoint=_str_or_none(document.get("registration_endpoint")),
                      revocation_endpoint=_str_or_none(document.get("revocation_endpoint")), resource=resource)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    try:
+        port = parts.port or default
+    except ValueError:
+        return ""
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
 
 
 def _resource_metadata_urls(challenges: list[str]) -> list[str]:

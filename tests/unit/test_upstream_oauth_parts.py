@@ -3,10 +3,13 @@ due for refresh, and which paths are `/api/connections`."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
+from mcp_gateway.config import ServerConfig
 from mcp_gateway.routing import Area, RouteError, route
-from mcp_gateway.upstream_oauth import TokenSet, _resource_metadata_urls
+from mcp_gateway.upstream_oauth import TokenSet, UpstreamOAuth, UpstreamOAuthError, _resource_metadata_urls
+from mcp_gateway.upstream_oauth_config import UpstreamOAuthSettings
 
 PRM = "http://127.0.0.1:9/.well-known/oauth-protected-resource/mcp"
 
@@ -56,3 +59,48 @@ def test_hostile_connection_paths_are_refused(target):
 
 def test_deeper_paths_are_not_connection_paths():
     assert route("/api/connections/github/extra").action == ""
+
+
+# -- protected-resource metadata an upstream names: its own origin and its own resource only ----------
+
+def _upstream_oauth(handler):
+    server = ServerConfig("svc", "http://svc.internal:8000", upstream_oauth=UpstreamOAuthSettings())
+    return UpstreamOAuth(server, "http://gw.example", store=None, secretbox=None,  # type: ignore[arg-type]
+                         client=httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+
+
+@pytest.mark.parametrize("named,document,accepted", [
+    ("http://svc.internal:8000/.well-known/oauth-protected-resource/mcp",
+     {"resource": "http://svc.internal:8000/mcp", "authorization_servers": ["http://as"]}, True),
+    ("http://169.254.169.254/latest/meta-data/", None, True),  # never fetched; the well-known one is
+    ("http://svc.internal:8001/prm", None, True),              # another port is another origin
+    ("http://svc.internal:8000/.well-known/oauth-protected-resource/mcp",
+     {"resource": "http://other.example/mcp", "authorization_servers": ["http://as"]}, False),
+    ("http://svc.internal:8000/.well-known/oauth-protected-resource/mcp",
+     {"authorization_servers": ["http://as"]}, False),         # no resource: not usable
+])
+async def test_protected_resource_metadata_comes_from_the_upstreams_origin_for_its_resource(
+        named, document, accepted):
+    fetched: list[str] = []
+    own = {"resource": "http://svc.internal:8000/mcp", "authorization_servers": ["http://as"]}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        fetched.append(str(request.url))
+        if request.method == "POST":
+            return httpx.Response(401, headers={"www-authenticate": f'Bearer resource_metadata="{named}"'})
+        if str(request.url) == named and document is not None:
+            return httpx.Response(200, json=document)
+        if str(request.url).startswith("http://svc.internal:8000/.well-known/oauth-protected-resource"):
+            return httpx.Response(200, json=own)
+        return httpx.Response(404)
+
+    oauth = _upstream_oauth(handler)
+    try:
+        if accepted:
+            assert (await oauth._protected_resource_metadata())["resource"].startswith("http://svc.internal:8000/")
+        else:
+            with pytest.raises(UpstreamOAuthError, match="not for a resource on"):
+                await oauth._protected_resource_metadata()
+    finally:
+        await oauth.aclose()
+    assert all(url.startswith("http://svc.internal:8000/") for url in fetched), fetched
