@@ -82,13 +82,22 @@ def _no_such_server() -> Response:
     return json_error(404, "not_found", "no server has that name (1-64 characters of a-z, 0-9, _ and -)")
 
 
-@action("toggle")
-async def toggle(request: Request, viewer: Viewer, form) -> Response:
+def _target(request: Request, viewer: Viewer, what: str) -> tuple[str, Response | None]:
+    """The server a form post names, or the answer refusing the post: 404 for a name no server
+    can have (before any scope check: nothing to enumerate), 403 without the scope for `what`."""
     name = _server_name(request)
     if not name:
-        return _no_such_server()
-    if missing := _allowed(viewer, "toggle", name):
-        return _refused(missing)
+        return name, _no_such_server()
+    if missing := _allowed(viewer, what, name):
+        return name, _refused(missing)
+    return name, None
+
+
+@action("toggle")
+async def toggle(request: Request, viewer: Viewer, form) -> Response:
+    name, refusal = _target(request, viewer, "toggle")
+    if refusal is not None:
+        return refusal
     server = viewer.ctx.registry.get(name)
     if server is None:
         return json_error(404, "not_found", f"unknown server {name!r}")
@@ -104,11 +113,9 @@ async def toggle(request: Request, viewer: Viewer, form) -> Response:
 
 @action("edit")
 async def edit(request: Request, viewer: Viewer, form) -> Response:
-    name = _server_name(request)
-    if not name:
-        return _no_such_server()
-    if missing := _allowed(viewer, "edit", name):
-        return _refused(missing)
+    name, refusal = _target(request, viewer, "edit")
+    if refusal is not None:
+        return refusal
     allowed = editable_fields(viewer, name)
     if problem := _ambiguous(form):
         return json_error(400, "bad_request", problem)
@@ -133,11 +140,9 @@ async def edit(request: Request, viewer: Viewer, form) -> Response:
 
 @action("delete")
 async def delete(request: Request, viewer: Viewer, form) -> Response:
-    name = _server_name(request)
-    if not name:
-        return _no_such_server()
-    if missing := _allowed(viewer, "delete", name):
-        return _refused(missing)
+    name, refusal = _target(request, viewer, "delete")
+    if refusal is not None:
+        return refusal
     try:
         await asyncio.to_thread(viewer.ctx.registry.delete, name)
     except RegistryError as e:
