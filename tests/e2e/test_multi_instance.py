@@ -8,13 +8,9 @@ either worker, so every check below also holds between B's workers."""
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 
 import httpx
 import pytest
-from mitmproxy.certs import CertStore
-from mitmproxy.options import CONF_BASENAME, KEY_SIZE
 
 from tests.e2e.conftest import (
     ACCOUNTS,
@@ -22,11 +18,10 @@ from tests.e2e.conftest import (
     BOB_PASSWORD,
     DANA_PASSWORD,
     test_policy_dir,
-    wait_for_login_app,
 )
 from tests.e2e.test_launcher import ACCEPT, ADMIN_ENV, INIT, LOCAL_AUTH
-from tests.support.gateway import run_gateway, server_entry
-from tests.support.launcher import run_launcher
+from tests.support.gateway import server_entry
+from tests.support.launcher import mitmdump_and_launcher
 from tests.support.waiting import wait_until
 from tests.support.login import cookie_header, login_local
 from tests.support.mcp_clients import streamable_session
@@ -54,14 +49,7 @@ def pair(tmp_path_factory, redis_store, upstream_sse_answers):
         # one state dir: the registry state file is shared; sessions live in Redis
         "gateway": {"state_dir": str(tmp / "state"), "policy_dir": str(test_policy_dir(tmp))},
     }
-    # Started side by side, so mitmproxy's CA in the shared state dir is made first (docs/operations.md).
-    CertStore.from_store(tmp / "state" / "mitmproxy", CONF_BASENAME, KEY_SIZE)
-    with ExitStack() as stack, ThreadPoolExecutor(1) as pool:
-        starting_a = pool.submit(stack.enter_context, run_gateway(tmp / "a", **shared))
-        b = stack.enter_context(run_launcher(tmp / "b", workers=2, **shared))
-        a = starting_a.result()
-        wait_for_login_app(a)
-        wait_for_login_app(b)
+    with mitmdump_and_launcher(tmp, **shared) as (a, b):
         yield a, b
 
 

@@ -12,19 +12,16 @@ this guards the cache: one that missed a change would keep answering 200.)
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
 import httpx
 import pytest
-from mitmproxy.certs import CertStore
-from mitmproxy.options import CONF_BASENAME, KEY_SIZE
 
-from tests.e2e.conftest import ADMIN_PASSWORD, DANA_PASSWORD, test_policy_dir, wait_for_login_app
+from tests.e2e.conftest import ADMIN_PASSWORD, DANA_PASSWORD, test_policy_dir
 from tests.e2e.test_launcher import ACCEPT, ADMIN_ENV, INIT, LOCAL_AUTH
 from tests.support.facade import Facade
-from tests.support.gateway import run_gateway, server_entry
-from tests.support.launcher import run_launcher
+from tests.support.gateway import server_entry
+from tests.support.launcher import mitmdump_and_launcher
 from tests.support.login import cookie_header, login_local
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_until
@@ -50,15 +47,7 @@ def pair(request, tmp_path_factory, upstream_sse_answers):
             "session": {"store": store},
             "gateway": {"state_dir": str(tmp / "state"), "policy_dir": str(test_policy_dir(tmp))},
         }
-        # Started side by side, so mitmproxy's CA in the shared state dir is made first (docs/operations.md).
-        CertStore.from_store(tmp / "state" / "mitmproxy", CONF_BASENAME, KEY_SIZE)
-        with ThreadPoolExecutor(1) as pool:
-            starting_a = pool.submit(stack.enter_context, run_gateway(tmp / "a", **shared))
-            b = stack.enter_context(run_launcher(tmp / "b", workers=2, **shared))
-            a = starting_a.result()
-        wait_for_login_app(a)
-        wait_for_login_app(b)
-        yield a, b
+        yield stack.enter_context(mitmdump_and_launcher(tmp, **shared))
 
 
 def statuses(instances, headers: dict[str, str]) -> list[int]:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import re
 import time
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from .gateway import TEST_SECRET_KEY, Gateway, write_config
+from mitmproxy.certs import CertStore
+from mitmproxy.options import CONF_BASENAME, KEY_SIZE
+
+from .gateway import TEST_SECRET_KEY, Gateway, run_gateway, write_config
+from .login import wait_for_login_app
 from .processes import VENV_BIN, free_port, running
 
 WORKER_STARTED = re.compile(r"worker (\d+) started \(pid (\d+)\)")
@@ -75,3 +80,18 @@ def is_running(pid: int) -> bool:
         return False
     return state != "Z"
 
+
+
+@contextmanager
+def mitmdump_and_launcher(tmp: Path, **shared: Any) -> Iterator[tuple[Gateway, Gateway]]:
+    """Two gateway instances with the same configuration `shared` (one state dir, one store):
+    A as `mitmdump -s addons/gateway.py`, B as the launcher with two workers; both login apps up."""
+    # Started side by side, so mitmproxy's CA in the shared state dir is made first (docs/operations.md).
+    CertStore.from_store(Path(shared["gateway"]["state_dir"]) / "mitmproxy", CONF_BASENAME, KEY_SIZE)
+    with ExitStack() as stack, ThreadPoolExecutor(1) as pool:
+        starting_a = pool.submit(stack.enter_context, run_gateway(tmp / "a", **shared))
+        b = stack.enter_context(run_launcher(tmp / "b", workers=2, **shared))
+        a = starting_a.result()
+        wait_for_login_app(a)
+        wait_for_login_app(b)
+        yield a, b
