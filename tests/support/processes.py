@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,10 +18,49 @@ REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _test_ports() -> range:
+    """This test process's share of the ports just below the kernel's ephemeral range.
+
+    Below it, because a port taken from the ephemeral range (bind to port 0) can be given to
+    any process's outgoing connection between this pick and the server's own bind; shared out
+    by pytest-xdist worker, so two workers never pick the same port."""
+    low = _ephemeral_low()
+    start = max(1024, low - 12000)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]
+    index = int(worker) if worker.isdigit() else 0
+    share = (low - start) // max(workers, 1)
+    return range(start + index * share, start + (index + 1) * share)
+
+
+_port_lock = threading.Lock()
+_port_cursor: int | None = None
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, never handed out before in this test process."""
+    global _port_cursor
+    ports = _test_ports()
+    with _port_lock:
+        if _port_cursor is None:
+            _port_cursor = random.randrange(len(ports))
+        for _ in range(len(ports)):
+            port = ports[_port_cursor % len(ports)]
+            _port_cursor += 1
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError(f"no free port left in {ports}")
 
 
 def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 30.0, log: Path | None = None) -> None:

@@ -22,14 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from .processes import free_port
+
 _START_TIMEOUT = 10.0
 _INSTALL_HINT = "redis-server is not installed (Debian/Ubuntu: apt-get install -y redis-server)"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _answers_ping(port: int) -> bool:
@@ -62,7 +58,7 @@ class RedisServer:
             pytest.fail(_INSTALL_HINT, pytrace=False)
         self.directory.mkdir(parents=True, exist_ok=True)
         for _ in range(3):  # the free port can be taken between picking and binding it
-            self.port = _free_port()
+            self.port = free_port()
             self.process = subprocess.Popen(
                 [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                  "--dir", str(self.directory), "--logfile", str(self.directory / "redis.log"), "--daemonize", "no"],
