@@ -2,12 +2,14 @@
 do exactly what their scopes allow — a reader sees no switch, a toggler flips one (by keyboard),
 an editor saves a field, an admin registers; a revoked OAuth client's next MCP call is refused.
 Every page passes axe-core with no serious or critical violation, loads nothing from elsewhere,
-and its screenshot is written to docs/images/ (the README shows the servers page)."""
+and its screenshot is written to test-artifacts/ — or, with UPDATE_DOCS_IMAGES=1, to docs/images/
+(the README shows the servers page): a test run leaves the checkout as it found it."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import time
 from typing import Iterator
 from urllib.parse import urlsplit
@@ -25,7 +27,7 @@ from tests.support.mcp_clients import ACCEPT, INIT
 from tests.support.processes import REPO, free_port
 from tests.support.upstreams import mcp_upstream
 
-IMAGES = REPO / "docs" / "images"
+IMAGES = REPO / "docs" / "images" if os.environ.get("UPDATE_DOCS_IMAGES") == "1" else REPO / "test-artifacts"
 PASSWORD = "registry-pages-password-for-tests"
 USERS = {
     "rob": ["mcp-user"],                                        # reads the registry
