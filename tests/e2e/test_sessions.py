@@ -215,7 +215,7 @@ def test_failed_logins_are_throttled(auth_gateway):
 def test_session_survives_a_gateway_restart_and_expires(tmp_path, upstream_sse_answers):
     servers = [server_entry("currenttime", upstream_sse_answers.url)]
     auth = {"enabled": True, "provider_type": "local", "local": local_accounts()}
-    kwargs = dict(auth=auth, session={"lifetime": "6s", "idle_timeout": "1h"}, config_dir=tmp_path / "cfg")
+    kwargs = dict(auth=auth, session={"lifetime": "12s", "idle_timeout": "1h"}, config_dir=tmp_path / "cfg")
     with run_gateway(tmp_path, servers, **kwargs) as gw:
         wait_for_login_app(gw)
         token = login_local(gw.url, "dana", DANA_PASSWORD)
