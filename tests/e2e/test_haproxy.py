@@ -127,21 +127,35 @@ def test_an_sse_stream_on_one_instance_gets_the_answers_to_posts_sent_to_the_oth
             assert [t["name"] for t in answer["result"]["tools"]] == ["current_time_by_timezone"]
 
 
+def seconds_until_seen(predicate, since: float, message: str) -> float:
+    """How long after `since` began the first round of requests in which `predicate` held: a round's
+    own requests take time on a loaded host, and are not what is measured."""
+    rounds: list[float] = []
+
+    def holds() -> bool:
+        rounds.append(time.monotonic())
+        return predicate()
+
+    wait_until(holds, timeout=5.0, interval=0.02, message=message)
+    return rounds[-1] - since
+
+
 def test_a_toggle_through_one_instance_is_in_force_at_the_others_within_a_second(cluster):
     admin = cookie_header(login_local(cluster.url, "admin", ADMIN_PASSWORD))
     first, *others = cluster.instance_urls()
     toggle = f"{first}/api/servers/rec/toggle"
+
+    def every_worker_answers(status: int) -> bool:  # of every other instance: several requests each
+        return all(post(url, "rec", admin).status_code == status for url in others for _ in range(4))
+
     try:
         assert httpx.post(toggle, json={"enabled": False}, headers=admin, timeout=10).status_code == 200
-        toggled = time.monotonic()
-        # every worker of every other instance: several requests each, all refused within 1 s
-        wait_until(lambda: all(post(url, "rec", admin).status_code == 503 for url in others for _ in range(4)),
-                   timeout=1.0, message="disabled at every instance")
-        assert time.monotonic() - toggled < 1.0
+        lag = seconds_until_seen(lambda: every_worker_answers(503), time.monotonic(), "disabled at every instance")
+        assert lag < 1.0, f"disabled everywhere only by the round begun {lag:.2f} s after the toggle"
     finally:
         assert httpx.post(toggle, json={"enabled": True}, headers=admin, timeout=10).status_code == 200
-    wait_until(lambda: all(post(url, "rec", admin).status_code == 200 for url in others for _ in range(4)),
-               timeout=1.0, message="enabled again at every instance")
+    lag = seconds_until_seen(lambda: every_worker_answers(200), time.monotonic(), "enabled again at every instance")
+    assert lag < 1.0, f"enabled everywhere only by the round begun {lag:.2f} s after the toggle"
 
 
 def test_rate_limits_hold_across_the_instances(cluster):
