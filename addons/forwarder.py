@@ -13,7 +13,7 @@ import logging
 from mitmproxy import http
 
 from mcp_gateway.config import ServerConfig
-from mcp_gateway.header_policy import HeaderStripList, is_forwarding
+from mcp_gateway.header_policy import HeaderStripList, is_forwarding, other_spelling
 from mcp_gateway.routing import Area, Route
 from mcp_gateway.upstream import upstream_target
 
@@ -80,6 +80,8 @@ class Forwarder:
         if request.method == "POST":
             # The router let only UTF-8 JSON through: the upstream parses exactly what was inspected.
             request.headers["content-type"] = JSON
+        _drop_other_spellings(request.headers, server.upstream_header,
+                              server.upstream_oauth.token_header if server.upstream_oauth else None)
         if server.upstream_header:
             value = upstream_credential(server)
             if value is None:
@@ -128,6 +130,15 @@ class Forwarder:
             return  # an addon needs the whole body (e.g. to filter a tools/list answer)
         else:
             flow.response.stream = True
+
+
+def _drop_other_spellings(headers: http.Headers, *injected: str | None) -> None:
+    """A client's `X_Api_Key` beside the injected `X-Api-Key` would reach a WSGI upstream as a
+    second value of it (mcp_gateway/header_policy.py): only the gateway's spelling travels."""
+    names = [name for name in injected if name]
+    if names:
+        headers.fields = tuple((name, value) for name, value in headers.fields
+                               if not any(other_spelling(name.decode("latin-1"), of) for of in names))
 
 
 def remove_session_cookie(headers: http.Headers) -> None:

@@ -1,0 +1,123 @@
+"""What a black-box acceptance run against the real gateway found beyond the other suites:
+answers to HEAD that carried a body (a kept-alive connection then reads those bytes as its next
+answer), `_` spellings of headers the gateway reads or injects reaching the upstream (a WSGI
+upstream reads `Mcp_Session_Id` as `Mcp-Session-Id`), and JSON-RPC ids that not every parser
+reads alike."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from mcp_gateway.header_policy import normalise
+from tests.security.hostile import assert_json_refusal, exchange, parse_answer, request, session_cookie
+from tests.support.gateway import run_gateway, server_entry
+
+pytestmark = pytest.mark.timeout(60)
+
+PING = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
+HEALTH_PROBE = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+
+# Every family of answers the gateway writes itself, and one the login app writes.
+HEAD_TARGETS = {
+    "health": ("/healthz", None),
+    "unknown path": ("/nothing-here", None),
+    "api, signed out": ("/api/servers", None),
+    "streamable 405": ("/api/streamable/currenttime", None),
+    "sse stream 405": ("/api/execute/currenttime/sse", None),
+    "messages 404": ("/api/execute/currenttime/messages/?session_id=0123456789abcdef0123456789abcdef", "admin"),
+    "bad server name": ("/api/streamable/CurrentTime", None),
+    "resource metadata": ("/.well-known/oauth-protected-resource/api/streamable/currenttime", None),
+    "metadata 404": ("/.well-known/oauth-protected-resource/elsewhere", None),
+    "registry list": ("/api/servers", "admin"),
+    "registry entry": ("/api/servers/currenttime", "admin"),
+    "registry 403": ("/api/servers/currenttime", "rita"),
+    "login page": ("/oauth/login", None),
+    "authorization-server metadata": ("/.well-known/oauth-authorization-server", None),
+}
+
+
+@pytest.mark.parametrize("name", list(HEAD_TARGETS))
+def test_an_answer_to_head_carries_no_body_and_the_connection_stays_in_step(auth_gateway, signed_in, name):
+    target, user = HEAD_TARGETS[name]
+    cookie = f"Cookie: mcp_gateway_session={signed_in[user]}\r\n" if user else ""
+    head = f"HEAD {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{cookie}\r\n".encode()
+    raw = exchange(auth_gateway.port, head + HEALTH_PROBE)
+    first, _, after = raw.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 ") and int(first.split()[1]) < 500, first
+    # The next bytes on the connection are the second answer, not the first one's body.
+    assert after.startswith(b"HTTP/1.1 200"), (first + b"\r\n\r\n" + after)[:600]
+    second = parse_answer(after)
+    assert second.json()["status"] == "ok"
+
+
+# Headers the gateway reads, frames the request with or sets itself, in spellings a WSGI upstream
+# reads as the header itself.
+SHADOW_SPELLINGS = [
+    ("Mcp_Session_Id", "mcp-session-id"), ("MCP_SESSION_ID", "mcp-session-id"), ("mcp_session_id", "mcp-session-id"),
+    ("Mcp-Session_Id", "mcp-session-id"), ("Mcp_Protocol_Version", "mcp-protocol-version"),
+    ("Last_Event_ID", "last-event-id"), ("Content_Type", "content-type"), ("Content_Length", "content-length"),
+    ("Transfer_Encoding", "transfer-encoding"), ("Proxy_Connection", "proxy-connection"), ("Keep_Alive", "keep-alive"),
+]
+
+
+@pytest.mark.parametrize("spelling,header", SHADOW_SPELLINGS)
+def test_underscore_spellings_of_headers_the_gateway_reads_never_reach_the_upstream(auth_gateway, recorder, signed_in,
+                                                                                    spelling, header):
+    answer = request(auth_gateway.port, "POST", "/api/streamable/recorder",
+                     [session_cookie(signed_in["admin"]), (spelling, "another-identitys-value")], PING)
+    assert answer.status == 200, answer.head
+    seen = recorder.requests[-1].headers
+    assert not [name for name in seen if "_" in name and normalise(name) == header], seen
+    assert "another-identitys-value" not in seen.values()
+
+
+def test_the_dashed_mcp_headers_still_reach_the_upstream(auth_gateway, recorder, signed_in):
+    answer = request(auth_gateway.port, "POST", "/api/streamable/recorder",
+                     [session_cookie(signed_in["admin"]), ("MCP-Protocol-Version", "2025-06-18"),
+                      ("Last-Event-ID", "7")], PING)
+    assert answer.status == 200, answer.head
+    seen = recorder.requests[-1].headers
+    assert seen["mcp-protocol-version"] == "2025-06-18" and seen["last-event-id"] == "7"
+
+
+@pytest.fixture(scope="module")
+def credential_gateway(tmp_path_factory, recorder):
+    """Authentication off; the recorder behind a per-server credential header."""
+    servers = [server_entry("keyed", recorder.url, upstream_header="X-Api-Key", upstream_value_env="MCP_UPSTREAM_PROBE")]
+    with run_gateway(tmp_path_factory.mktemp("gw-probe-credential"), servers,
+                     env={"MCP_AUTH_ENABLED": "false", "MCP_UPSTREAM_PROBE": "the-configured-key"}) as gw:
+        yield gw
+
+
+@pytest.mark.parametrize("spelling", ["X_Api_Key", "x_api_key", "X_API_KEY", "X-Api_Key", "X_Api-Key"])
+def test_other_spellings_of_the_injected_credential_header_never_reach_the_upstream(credential_gateway, recorder,
+                                                                                    spelling):
+    answer = request(credential_gateway.port, "POST", "/api/streamable/keyed",
+                     [("X-Api-Key", "chosen-by-the-client"), (spelling, "chosen-by-the-client")], PING)
+    assert answer.status == 200, answer.head
+    seen = recorder.requests[-1].headers
+    assert [value for name, value in seen.items() if normalise(name) == "x-api-key"] == ["the-configured-key"], seen
+
+
+UNSAFE_IDS = {"2**53": 2**53, "-(2**53)": -(2**53), "2**53 + 1": 2**53 + 1, "2**64": 2**64, "10**30": 10**30}
+
+
+@pytest.mark.parametrize("name", list(UNSAFE_IDS))
+def test_integer_ids_not_every_parser_reads_alike_are_refused(auth_gateway, recorder, signed_in, name):
+    before = len(recorder.requests)
+    body = json.dumps({"jsonrpc": "2.0", "id": UNSAFE_IDS[name], "method": "tools/list"}).encode()
+    answer = request(auth_gateway.port, "POST", "/api/streamable/recorder", [session_cookie(signed_in["admin"])], body)
+    assert_json_refusal(answer, 400)
+    time.sleep(0.05)
+    assert len(recorder.requests) == before
+
+
+@pytest.mark.parametrize("request_id", [2**53 - 1, -(2**53 - 1), 0])
+def test_integer_ids_within_the_safe_range_pass(auth_gateway, recorder, signed_in, request_id):
+    body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "ping"}).encode()
+    answer = request(auth_gateway.port, "POST", "/api/streamable/recorder", [session_cookie(signed_in["admin"])], body)
+    assert answer.status == 200, answer.head
+    assert recorder.requests[-1].body == body
