@@ -9,11 +9,15 @@ from __future__ import annotations
 import json
 import time
 
+import httpx
 import pytest
 
 from mcp_gateway.header_policy import normalise
+from tests.e2e.conftest import ACCOUNTS, ADMIN_PASSWORD, local_accounts, test_policy_dir
 from tests.security.hostile import assert_json_refusal, exchange, parse_answer, request, session_cookie
 from tests.support.gateway import run_gateway, server_entry
+from tests.support.login import login_local, wait_for_login_app
+from tests.support.upstreams import mcp_upstream
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -84,22 +88,70 @@ def test_the_dashed_mcp_headers_still_reach_the_upstream(auth_gateway, recorder,
 
 
 @pytest.fixture(scope="module")
-def credential_gateway(tmp_path_factory, recorder):
-    """Authentication off; the recorder behind a per-server credential header."""
-    servers = [server_entry("keyed", recorder.url, upstream_header="X-Api-Key", upstream_value_env="MCP_UPSTREAM_PROBE")]
-    with run_gateway(tmp_path_factory.mktemp("gw-probe-credential"), servers,
-                     env={"MCP_AUTH_ENABLED": "false", "MCP_UPSTREAM_PROBE": "the-configured-key"}) as gw:
-        yield gw
+def probe_gateway(tmp_path_factory, recorder):
+    """Local accounts; `currenttime` is the demo server with resumable streams (an event store),
+    `keyed` the recorder behind a per-server credential header."""
+    tmp = tmp_path_factory.mktemp("gw-probes")
+    with mcp_upstream(tmp, name="currenttime", module="tests.support.resumable_upstream") as upstream:
+        servers = [server_entry("currenttime", upstream.url),
+                   server_entry("keyed", recorder.url, upstream_header="X-Api-Key",
+                                upstream_value_env="MCP_UPSTREAM_PROBE")]
+        with run_gateway(tmp, servers, auth={"enabled": True, "provider_type": "local", "local": local_accounts()},
+                         gateway={"policy_dir": str(test_policy_dir(tmp))},
+                         env={"ADMIN_USER": "admin", "ADMIN_PASSWORD": ADMIN_PASSWORD,
+                              "MCP_UPSTREAM_PROBE": "the-configured-key"}) as gw:
+            wait_for_login_app(gw)
+            yield gw
 
 
 @pytest.mark.parametrize("spelling", ["X_Api_Key", "x_api_key", "X_API_KEY", "X-Api_Key", "X_Api-Key"])
-def test_other_spellings_of_the_injected_credential_header_never_reach_the_upstream(credential_gateway, recorder,
+def test_other_spellings_of_the_injected_credential_header_never_reach_the_upstream(probe_gateway, recorder,
                                                                                     spelling):
-    answer = request(credential_gateway.port, "POST", "/api/streamable/keyed",
-                     [("X-Api-Key", "chosen-by-the-client"), (spelling, "chosen-by-the-client")], PING)
+    admin = login_local(probe_gateway.url, "admin", ADMIN_PASSWORD)
+    answer = request(probe_gateway.port, "POST", "/api/streamable/keyed",
+                     [session_cookie(admin), ("X-Api-Key", "chosen-by-the-client"),
+                      (spelling, "chosen-by-the-client")], PING)
     assert answer.status == 200, answer.head
     seen = recorder.requests[-1].headers
     assert [value for name, value in seen.items() if normalise(name) == "x-api-key"] == ["the-configured-key"], seen
+
+
+def sse_events(text: str) -> list[tuple[str | None, str]]:
+    """(id, data) of each event of an SSE body."""
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.split("\n") if ": " in line)
+        if fields:
+            events.append((fields.get("id"), fields.get("data", "")))
+    return events
+
+
+def test_a_resumed_streamable_stream_replays_tools_list_narrowed(probe_gateway):
+    """tina may call only current_time_by_timezone: the tools/list answer a GET with Last-Event-ID
+    replays (the specification's resumability) is narrowed like the answer to the POST."""
+    tina = login_local(probe_gateway.url, "tina", ACCOUNTS["tina"][0])
+    url = probe_gateway.streamable_url("currenttime")
+    with httpx.Client(cookies={"mcp_gateway_session": tina}, timeout=10,
+                      headers={"accept": "application/json, text/event-stream"}) as http:
+        opened = http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "probe", "version": "1"}}})
+        assert opened.status_code == 200, opened.text
+        session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+        http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
+        listed = http.post(url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=session)
+        assert "countdown" not in listed.text and "current_time_by_timezone" in listed.text
+        # The POST's stream opens with a priming event (an id, no data): resume right after it.
+        priming = next(event_id for event_id, data in sse_events(listed.text) if event_id and not data.strip())
+        replayed = ""
+        with http.stream("GET", url, headers={**session, "last-event-id": priming,
+                                              "accept": "text/event-stream"}) as stream:
+            assert stream.status_code == 200
+            for line in stream.iter_lines():
+                replayed += line + "\n"
+                if '"id":2' in line.replace(" ", ""):
+                    break
+    assert "current_time_by_timezone" in replayed
+    assert "countdown" not in replayed
 
 
 UNSAFE_IDS = {"2**53": 2**53, "-(2**53)": -(2**53), "2**53 + 1": 2**53 + 1, "2**64": 2**64, "10**30": 10**30}
