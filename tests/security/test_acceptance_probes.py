@@ -90,10 +90,12 @@ def test_the_dashed_mcp_headers_still_reach_the_upstream(auth_gateway, recorder,
 @pytest.fixture(scope="module")
 def probe_gateway(tmp_path_factory, recorder):
     """Local accounts; `currenttime` is the demo server with resumable streams (an event store),
-    `keyed` the recorder behind a per-server credential header."""
+    `twin` the same upstream under a second name (only admin may use it), `keyed` the recorder
+    behind a per-server credential header."""
     tmp = tmp_path_factory.mktemp("gw-probes")
     with mcp_upstream(tmp, name="currenttime", module="tests.support.resumable_upstream") as upstream:
         servers = [server_entry("currenttime", upstream.url),
+                   server_entry("twin", upstream.url),  # the same upstream under a second name
                    server_entry("keyed", recorder.url, upstream_header="X-Api-Key",
                                 upstream_value_env="MCP_UPSTREAM_PROBE")]
         with run_gateway(tmp, servers, auth={"enabled": True, "provider_type": "local", "local": local_accounts()},
@@ -173,3 +175,49 @@ def test_integer_ids_within_the_safe_range_pass(auth_gateway, recorder, signed_i
     answer = request(auth_gateway.port, "POST", "/api/streamable/recorder", [session_cookie(signed_in["admin"])], body)
     assert answer.status == 200, answer.head
     assert recorder.requests[-1].body == body
+
+
+INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "probe", "version": "1"}}}
+CALL = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "current_time_by_timezone", "arguments": {}}}
+STREAMABLE = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-06-18"}
+
+
+def test_a_streamable_session_is_usable_only_on_the_server_it_was_opened_on(probe_gateway):
+    """admin opens a session on `twin`; dana, who may use `currenttime` — the same upstream —
+    presents its id there: the upstream would accept it, the gateway does not (no binding on
+    first claim). admin herself may not carry it to another server either."""
+    admin = login_local(probe_gateway.url, "admin", ADMIN_PASSWORD)
+    dana = login_local(probe_gateway.url, "dana", ACCOUNTS["dana"][0])
+    with httpx.Client(timeout=10, headers=STREAMABLE) as http:
+        opened = http.post(probe_gateway.streamable_url("twin"), json=INITIALIZE, cookies={"mcp_gateway_session": admin})
+        assert opened.status_code == 200, opened.text
+        session = {"mcp-session-id": opened.headers["mcp-session-id"]}
+        for token, server in ((dana, "currenttime"), (admin, "currenttime"), (dana, "twin")):
+            for method in ("POST", "GET", "DELETE"):
+                answer = http.request(method, probe_gateway.streamable_url(server), headers=session,
+                                      cookies={"mcp_gateway_session": token},
+                                      json=CALL if method == "POST" else None)
+                assert answer.status_code in (403, 404), (server, method, answer.status_code, answer.text[:200])
+                assert answer.headers["content-type"].startswith("application/json")
+                assert '"result"' not in answer.text
+        # The owner, on the server it was opened on: still hers.
+        http.post(probe_gateway.streamable_url("twin"), json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+                  headers=session, cookies={"mcp_gateway_session": admin})
+        used = http.post(probe_gateway.streamable_url("twin"), json=CALL, headers=session,
+                         cookies={"mcp_gateway_session": admin})
+        assert used.status_code == 200 and '"result"' in used.text, used.text[:300]
+
+
+@pytest.mark.parametrize("session_id", ["0123456789abcdef0123456789abcdef", "made-up", "x" * 200],
+                         ids=["hex", "made-up", "200-characters"])
+def test_a_streamable_session_id_the_gateway_never_handed_out_reaches_no_upstream(probe_gateway, recorder, session_id):
+    admin = login_local(probe_gateway.url, "admin", ADMIN_PASSWORD)
+    before = len(recorder.requests)
+    for method in ("POST", "GET", "DELETE"):
+        answer = request(probe_gateway.port, method, "/api/streamable/keyed",
+                         [session_cookie(admin), ("Mcp-Session-Id", session_id)], PING if method == "POST" else b"")
+        assert_json_refusal(answer, 404)
+    time.sleep(0.05)
+    assert len(recorder.requests) == before
