@@ -70,6 +70,25 @@ async def bind_streamable_session(store, key: str, owner: str, ttl: float) -> st
     return bound
 
 
+def _other_transports_session(flow: http.HTTPFlow, found: Route) -> str | None:
+    """Why the request names a session of the other transport, None when it does not.
+
+    Each transport's session is checked where it belongs: the SSE `session_id` query on the
+    message path, `Mcp-Session-Id` on /api/streamable. Carried on the other transport, it would
+    pass unchecked to an upstream path an editor may have pointed elsewhere (`streamable_path`
+    at the SSE message endpoint, `sse_path` at the Streamable one), into another identity's
+    session."""
+    if found.area is Area.SSE:
+        if MCP_SESSION_HEADER in flow.request.headers:
+            return "Mcp-Session-Id belongs to Streamable HTTP (/api/streamable/{server}), not to the SSE transport"
+        return None
+    try:
+        named = session_id_from_query(found.query) is not None
+    except RouteError:
+        named = True
+    return "an SSE session_id query has no meaning on Streamable HTTP" if named else None
+
+
 class SessionBinding:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
@@ -91,6 +110,9 @@ class SessionBinding:
         if (seen := identified(flow)) is None or not seen[0].is_mcp:
             return
         found, identity = seen
+        if (foreign := _other_transports_session(flow, found)) is not None:
+            log.warning("auth: %s refused: user=%s %s %s", foreign, identity.username, found.server, flow.request.method)
+            return refuse(flow, 400, foreign)
         if found.area is Area.SSE:
             return await self._sse_request(flow, found, identity)
         if identity.kind == "anonymous":

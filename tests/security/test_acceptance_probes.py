@@ -14,7 +14,14 @@ import pytest
 
 from mcp_gateway.header_policy import normalise
 from tests.e2e.conftest import ACCOUNTS, ADMIN_PASSWORD, local_accounts, test_policy_dir
-from tests.security.hostile import assert_json_refusal, exchange, parse_answer, request, session_cookie
+from tests.security.hostile import (
+    assert_json_refusal,
+    exchange,
+    parse_answer,
+    request,
+    session_cookie,
+    sse_stream,
+)
 from tests.support.gateway import run_gateway, server_entry
 from tests.support.login import login_local, wait_for_login_app
 from tests.support.upstreams import mcp_upstream
@@ -221,3 +228,41 @@ def test_a_streamable_session_id_the_gateway_never_handed_out_reaches_no_upstrea
         assert_json_refusal(answer, 404)
     time.sleep(0.05)
     assert len(recorder.requests) == before
+
+
+SID = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize("query", [f"session_id={SID}", f"sessionId={SID}", f"session_id[]={SID}",
+                                   f"%73ession_id={SID}", f"x=1&session_id={SID}", "session_id=not%20one"])
+@pytest.mark.parametrize("method", ["POST", "GET", "DELETE"])
+def test_an_sse_session_named_on_streamable_http_is_refused(auth_gateway, recorder, signed_in, query, method):
+    """An editor may point `streamable_path` at the SSE message endpoint: the query would then post
+    into the SSE session it names, past the SSE session binding."""
+    before = len(recorder.requests)
+    answer = request(auth_gateway.port, method, f"/api/streamable/recorder?{query}",
+                     [session_cookie(signed_in["admin"])], PING if method == "POST" else b"")
+    assert_json_refusal(answer, 400)
+    time.sleep(0.05)
+    assert len(recorder.requests) == before
+
+
+@pytest.mark.parametrize("target", ["/api/execute/recorder/sse", "/api/execute/recorder",
+                                    f"/api/execute/recorder/messages/?session_id={SID}"])
+@pytest.mark.parametrize("spelling", ["Mcp-Session-Id", "mcp-session-id", "MCP-SESSION-ID"])
+def test_an_mcp_session_id_on_the_sse_transport_is_refused(auth_gateway, recorder, signed_in, target, spelling):
+    """An editor may point `sse_path` at the Streamable endpoint: the header would then open the
+    stream of the Streamable session it names, past the Streamable session binding."""
+    before = len(recorder.requests)
+    method = "POST" if "messages" in target else "GET"
+    answer = request(auth_gateway.port, method, target, [session_cookie(signed_in["admin"]), (spelling, SID)],
+                     PING if method == "POST" else b"")
+    assert_json_refusal(answer, 400)
+    time.sleep(0.05)
+    assert len(recorder.requests) == before
+
+
+def test_the_sse_transport_works_without_an_mcp_session_id(auth_gateway, signed_in):
+    with sse_stream(auth_gateway, signed_in["admin"]) as endpoint:
+        answer = request(auth_gateway.port, "POST", endpoint, [session_cookie(signed_in["admin"])], PING)
+        assert answer.status == 202, answer.head
