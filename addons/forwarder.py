@@ -76,6 +76,10 @@ class Forwarder:
 
     def _to_server(self, flow: http.HTTPFlow, server: ServerConfig, found: Route) -> None:
         request = flow.request
+        # mitmproxy reads `post` as POST, and so did every decision; the upstream gets that
+        # spelling too, not the client's (a framework that upper-cases methods would otherwise
+        # be the only reader of a method another one refuses).
+        request.method = request.method
         self._strip_client_headers(request.headers)
         if request.method == "POST":
             # The router let only UTF-8 JSON through: the upstream parses exactly what was inspected.

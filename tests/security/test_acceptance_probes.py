@@ -266,3 +266,13 @@ def test_the_sse_transport_works_without_an_mcp_session_id(auth_gateway, signed_
     with sse_stream(auth_gateway, signed_in["admin"]) as endpoint:
         answer = request(auth_gateway.port, "POST", endpoint, [session_cookie(signed_in["admin"])], PING)
         assert answer.status == 202, answer.head
+
+
+@pytest.mark.parametrize("method", ["post", "Post", "pOST"])
+def test_a_method_in_another_case_reaches_the_upstream_as_the_method_decided_on(auth_gateway, recorder, signed_in,
+                                                                               method):
+    """mitmproxy reads any case as POST (and the body was inspected as a POST's): the upstream
+    receives POST, never the client's spelling."""
+    answer = request(auth_gateway.port, method, "/api/streamable/recorder", [session_cookie(signed_in["admin"])], PING)
+    assert answer.status == 200, answer.head
+    assert (recorder.requests[-1].method, recorder.requests[-1].body) == ("POST", PING)
