@@ -81,6 +81,9 @@ class Forwarder:
         # be the only reader of a method another one refuses).
         request.method = request.method
         self._strip_client_headers(request.headers)
+        # The gateway reads the upstream's event streams (tools/list narrowing, refusals on the
+        # stream, the endpoint rewrite): a compressed one would pass unread.
+        request.headers["accept-encoding"] = "identity"
         if request.method == "POST":
             # The router let only UTF-8 JSON through: the upstream parses exactly what was inspected.
             request.headers["content-type"] = JSON
@@ -129,11 +132,35 @@ class Forwarder:
         assert found is not None and state.server is not None  # approved: routed to a server
         content_type = flow.response.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "text/event-stream" and (found.area is Area.SSE or SSE_MESSAGE_FILTER in flow.metadata):
+            if flow.response.headers.get("content-encoding", "identity").strip().lower() != "identity":
+                log.error("server %s: the upstream compressed an event stream though asked not to", state.server.name)
+                return _refuse_unread(flow, "the upstream sent a compressed event stream the gateway cannot read")
+            _unframe(flow)
             flow.response.stream = SseTransformer(state.server, flow, rewrite_endpoint=found.area is Area.SSE)
         elif flow.metadata.get("gateway.buffer_response"):
             return  # an addon needs the whole body (e.g. to filter a tools/list answer)
         else:
             flow.response.stream = True
+
+
+def _unframe(flow: http.HTTPFlow) -> None:
+    """A rewritten event stream has another length than the upstream's `Content-Length` said:
+    without it, mitmproxy frames the answer itself (chunked for an HTTP/1.1 client)."""
+    if "content-length" in flow.response.headers:
+        del flow.response.headers["content-length"]
+        if flow.request.http_version == "HTTP/1.1":
+            flow.response.headers["transfer-encoding"] = "chunked"
+
+
+def _refuse_unread(flow: http.HTTPFlow, message: str) -> None:
+    """502 in place of an answer the gateway cannot read; its body, still to come, is dropped."""
+    refuse(flow, 502, message, after_answer=True)
+    pending = [flow.response.content]
+
+    def once(chunk: bytes) -> bytes:
+        return pending.pop() if pending else b""
+
+    flow.response.stream = once
 
 
 def _drop_other_spellings(headers: http.Headers, *injected: str | None) -> None:

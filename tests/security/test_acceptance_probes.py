@@ -24,6 +24,7 @@ from tests.security.hostile import (
 )
 from tests.support.gateway import run_gateway, server_entry
 from tests.support.login import login_local, wait_for_login_app
+from tests.support.compressing_upstream import compressing_upstream
 from tests.support.upstreams import mcp_upstream
 
 pytestmark = pytest.mark.timeout(60)
@@ -95,14 +96,23 @@ def test_the_dashed_mcp_headers_still_reach_the_upstream(auth_gateway, recorder,
 
 
 @pytest.fixture(scope="module")
-def probe_gateway(tmp_path_factory, recorder):
+def compressing():
+    with compressing_upstream() as upstream:
+        yield upstream
+
+
+@pytest.fixture(scope="module")
+def probe_gateway(tmp_path_factory, recorder, compressing):
     """Local accounts; `currenttime` is the demo server with resumable streams (an event store),
-    `twin` the same upstream under a second name (only admin may use it), `keyed` the recorder
-    behind a per-server credential header."""
+    `twin` the same upstream under a second name (only admin may use it), `currenttime-json` an
+    upstream that compresses its event streams, `keyed` the recorder behind a per-server
+    credential header."""
     tmp = tmp_path_factory.mktemp("gw-probes")
     with mcp_upstream(tmp, name="currenttime", module="tests.support.resumable_upstream") as upstream:
         servers = [server_entry("currenttime", upstream.url),
                    server_entry("twin", upstream.url),  # the same upstream under a second name
+                   # tina may call only current_time_by_timezone on it (tests/e2e/conftest.py)
+                   server_entry("currenttime-json", compressing.url),
                    server_entry("keyed", recorder.url, upstream_header="X-Api-Key",
                                 upstream_value_env="MCP_UPSTREAM_PROBE")]
         with run_gateway(tmp, servers, auth={"enabled": True, "provider_type": "local", "local": local_accounts()},
@@ -276,3 +286,36 @@ def test_a_method_in_another_case_reaches_the_upstream_as_the_method_decided_on(
     answer = request(auth_gateway.port, method, "/api/streamable/recorder", [session_cookie(signed_in["admin"])], PING)
     assert answer.status == 200, answer.head
     assert (recorder.requests[-1].method, recorder.requests[-1].body) == ("POST", PING)
+
+
+
+@pytest.mark.parametrize("accept_encoding", ["gzip", "gzip, deflate, br", "*", None, "identity"])
+def test_an_upstream_that_compresses_its_event_streams_gets_no_tools_list_past_the_narrowing(probe_gateway, compressing,
+                                                                                           accept_encoding):
+    """tina may call only current_time_by_timezone: a compressed event stream cannot be read to
+    narrow its tools/list answer, so the upstream is asked for none (and one sent anyway is refused).
+    This upstream frames its stream with Content-Length, which the narrowed answer no longer has."""
+    tina = login_local(probe_gateway.url, "tina", ACCOUNTS["tina"][0])
+    headers = {"accept": "application/json, text/event-stream"}
+    if accept_encoding:
+        headers["accept-encoding"] = accept_encoding
+    with httpx.Client(timeout=10, cookies={"mcp_gateway_session": tina}) as http:
+        answer = http.post(probe_gateway.streamable_url("currenttime-json"), headers=headers,
+                           json={"jsonrpc": "2.0", "id": 3, "method": "tools/list"})
+    assert answer.status_code == 200, answer.text[:300]
+    assert "current_time_by_timezone" in answer.text and "countdown" not in answer.text
+    assert compressing.encodings_asked[-1] == "identity"
+
+
+def test_an_event_stream_compressed_against_the_gateways_request_is_refused(probe_gateway, compressing):
+    tina = login_local(probe_gateway.url, "tina", ACCOUNTS["tina"][0])
+    compressing.always = True
+    try:
+        with httpx.Client(timeout=10, cookies={"mcp_gateway_session": tina}) as http:
+            answer = http.post(probe_gateway.streamable_url("currenttime-json"),
+                               headers={"accept": "application/json, text/event-stream"},
+                               json={"jsonrpc": "2.0", "id": 3, "method": "tools/list"})
+    finally:
+        compressing.always = False
+    assert answer.status_code == 502, answer.text[:300]
+    assert answer.json()["status"] == 502 and "countdown" not in answer.text
