@@ -124,8 +124,8 @@ class Forwarder:
     @refuse_on_error
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         state = state_of(flow)
-        if flow.error or not state.approved or flow.response is None:
-            return
+        if flow.error or not state.approved or flow.response is None or flow.response.stream:
+            return  # (a stream already set: an addon before refused the answer at its head)
         if state.forwarded_to == "login-app":
             return  # small pages and JSON: buffered, so mitmweb shows them whole
         found = state.route
@@ -134,7 +134,8 @@ class Forwarder:
         if content_type == "text/event-stream" and (found.area is Area.SSE or SSE_MESSAGE_FILTER in flow.metadata):
             if flow.response.headers.get("content-encoding", "identity").strip().lower() != "identity":
                 log.error("server %s: the upstream compressed an event stream though asked not to", state.server.name)
-                return _refuse_unread(flow, "the upstream sent a compressed event stream the gateway cannot read")
+                return refuse(flow, 502, "the upstream sent a compressed event stream the gateway cannot read",
+                              after_answer=True)
             _unframe(flow)
             flow.response.stream = SseTransformer(state.server, flow, rewrite_endpoint=found.area is Area.SSE)
         elif flow.metadata.get("gateway.buffer_response"):
@@ -150,17 +151,6 @@ def _unframe(flow: http.HTTPFlow) -> None:
         del flow.response.headers["content-length"]
         if flow.request.http_version == "HTTP/1.1":
             flow.response.headers["transfer-encoding"] = "chunked"
-
-
-def _refuse_unread(flow: http.HTTPFlow, message: str) -> None:
-    """502 in place of an answer the gateway cannot read; its body, still to come, is dropped."""
-    refuse(flow, 502, message, after_answer=True)
-    pending = [flow.response.content]
-
-    def once(chunk: bytes) -> bytes:
-        return pending.pop() if pending else b""
-
-    flow.response.stream = once
 
 
 def _drop_other_spellings(headers: http.Headers, *injected: str | None) -> None:
