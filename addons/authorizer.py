@@ -141,6 +141,10 @@ class Authorizer:
             state.decide(outcome)
             if method == "GET" and found.area is Area.SSE:
                 self._watch_sse_stream(flow, found)
+            elif method == "GET" and tool_filter(scopes, found.server) is not None:
+                # A Streamable GET with Last-Event-ID replays a stream's events, a tools/list
+                # answer among them (the specification's resumability): narrowed like any other.
+                self._watch_sse_stream(flow, found)
         else:
             refuse(flow, 405, f"{method} is not an MCP method; use POST, GET or DELETE")
 

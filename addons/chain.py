@@ -2,8 +2,8 @@
 settings → drain → route → RFC 9728 metadata → identify → tell unknown servers apart → rate limits
 → bind MCP sessions → authorize → per-user upstream tokens → registry API → registry MCP server
 → forward (with timeouts; TLS to https upstreams) → audit (and the access log file) → metrics
-→ mask secret arguments in the stored flow, plus the server-files watcher, the IdP start-up check,
-health checks and the login app's supervisor."""
+→ mask secret arguments in the stored flow → drop the body of answers to HEAD, plus the
+server-files watcher, the IdP start-up check, health checks and the login app's supervisor."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from .auditor import Auditor
 from .authorizer import Authorizer
 from .drain import Drain
 from .forwarder import Forwarder
+from .head_answers import HeadAnswers
 from .health import HealthChecks
 from .identify import Identify
 from .mask_arguments import MaskArguments
@@ -62,6 +63,7 @@ def build_chain() -> list[object]:
         AccessLogFile(runtime),
         Metrics(runtime),
         MaskArguments(runtime),
+        HeadAnswers(),  # last of the answer hooks: a HEAD's answer leaves without its body
         ServerFilesWatch(runtime),
         IdpStartupCheck(runtime),  # before the supervisor: a misconfigured IdP stops start-up first
         HealthChecks(runtime),

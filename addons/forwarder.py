@@ -13,7 +13,7 @@ import logging
 from mitmproxy import http
 
 from mcp_gateway.config import ServerConfig
-from mcp_gateway.header_policy import HeaderStripList, is_forwarding
+from mcp_gateway.header_policy import HeaderStripList, is_forwarding, other_spelling
 from mcp_gateway.routing import Area, Route
 from mcp_gateway.upstream import upstream_target
 
@@ -76,10 +76,19 @@ class Forwarder:
 
     def _to_server(self, flow: http.HTTPFlow, server: ServerConfig, found: Route) -> None:
         request = flow.request
+        # mitmproxy reads `post` as POST, and so did every decision; the upstream gets that
+        # spelling too, not the client's (a framework that upper-cases methods would otherwise
+        # be the only reader of a method another one refuses).
+        request.method = request.method
         self._strip_client_headers(request.headers)
+        # The gateway reads the upstream's event streams (tools/list narrowing, refusals on the
+        # stream, the endpoint rewrite): a compressed one would pass unread.
+        request.headers["accept-encoding"] = "identity"
         if request.method == "POST":
             # The router let only UTF-8 JSON through: the upstream parses exactly what was inspected.
             request.headers["content-type"] = JSON
+        _drop_other_spellings(request.headers, server.upstream_header,
+                              server.upstream_oauth.token_header if server.upstream_oauth else None)
         if server.upstream_header:
             value = upstream_credential(server)
             if value is None:
@@ -115,19 +124,42 @@ class Forwarder:
     @refuse_on_error
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         state = state_of(flow)
-        if flow.error or not state.approved or flow.response is None:
-            return
+        if flow.error or not state.approved or flow.response is None or flow.response.stream:
+            return  # (a stream already set: an addon before refused the answer at its head)
         if state.forwarded_to == "login-app":
             return  # small pages and JSON: buffered, so mitmweb shows them whole
         found = state.route
         assert found is not None and state.server is not None  # approved: routed to a server
         content_type = flow.response.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "text/event-stream" and (found.area is Area.SSE or SSE_MESSAGE_FILTER in flow.metadata):
+            if flow.response.headers.get("content-encoding", "identity").strip().lower() != "identity":
+                log.error("server %s: the upstream compressed an event stream though asked not to", state.server.name)
+                return refuse(flow, 502, "the upstream sent a compressed event stream the gateway cannot read",
+                              after_answer=True)
+            _unframe(flow)
             flow.response.stream = SseTransformer(state.server, flow, rewrite_endpoint=found.area is Area.SSE)
         elif flow.metadata.get("gateway.buffer_response"):
             return  # an addon needs the whole body (e.g. to filter a tools/list answer)
         else:
             flow.response.stream = True
+
+
+def _unframe(flow: http.HTTPFlow) -> None:
+    """A rewritten event stream has another length than the upstream's `Content-Length` said:
+    without it, mitmproxy frames the answer itself (chunked for an HTTP/1.1 client)."""
+    if "content-length" in flow.response.headers:
+        del flow.response.headers["content-length"]
+        if flow.request.http_version == "HTTP/1.1":
+            flow.response.headers["transfer-encoding"] = "chunked"
+
+
+def _drop_other_spellings(headers: http.Headers, *injected: str | None) -> None:
+    """A client's `X_Api_Key` beside the injected `X-Api-Key` would reach a WSGI upstream as a
+    second value of it (mcp_gateway/header_policy.py): only the gateway's spelling travels."""
+    names = [name for name in injected if name]
+    if names:
+        headers.fields = tuple((name, value) for name, value in headers.fields
+                               if not any(other_spelling(name.decode("latin-1"), of) for of in names))
 
 
 def remove_session_cookie(headers: http.Headers) -> None:

@@ -43,6 +43,11 @@ def refuse(flow: http.HTTPFlow, status: int, message: str, headers: dict[str, st
                 if earlier is not None and earlier.refused else {})
         state.decide(Outcome("refused", status, reason=message, shadow=decided.shadow if decided else None, **kept))
     flow.response = json_response(status, message, headers, **extra)
+    if after_answer:
+        # Refused at the answer's head: mitmproxy would still read the upstream's body into this
+        # answer, under its Content-Length. Send the refusal's body instead, and drop theirs.
+        pending = [flow.response.content]
+        flow.response.stream = lambda chunk: pending.pop() if pending else b""
 
 
 def refuse_unauthenticated(flow: http.HTTPFlow, public_url: str, found: Route, reason: str,

@@ -5,7 +5,9 @@ records in the shared store who owns it and which message path it announced
 (`sse:{server}:{session_id}` → owner, path). A POST under /api/execute/{s} is forwarded only
 when its path and session id match such a record of the caller's: there is no binding on
 first claim, so no other upstream endpoint and no session the gateway did not see opened is
-reachable. Streamable HTTP: an `Mcp-Session-Id` is bound when the upstream returns it.
+reachable. Streamable HTTP: an `Mcp-Session-Id` is bound when the upstream returns it, and
+only such an id is accepted (404 otherwise: no binding on first claim, so a session opened
+through one server entry cannot be taken through another entry with the same upstream).
 Anyone else presenting either — on POST, GET or DELETE — is refused with 403 and logged.
 Records live in the shared session store, so they hold across workers and instances.
 
@@ -51,6 +53,42 @@ NOT_ROUTED = ("no such MCP session on this path: POST under /api/execute/{server
               "endpoint the SSE stream announced, with its session id")
 
 
+UNKNOWN_STREAMABLE_SESSION = ("unknown MCP session: start a new one (initialize without Mcp-Session-Id); a session "
+                              "is valid only on the server it was opened on")
+# Marks a Streamable session the gateway saw the upstream hand out: there is no binding on first
+# claim, or a session opened through one server entry could be claimed through another entry
+# with the same upstream.
+HANDED_OUT = "handed-out:"
+
+
+async def bind_streamable_session(store, key: str, owner: str, ttl: float) -> str:
+    """Bind (or renew) the Streamable session `key` (`streamable:{server}:{id}`) for `owner`;
+    returns the owner in force, another one for a session that is not `owner`'s."""
+    bound = await store.bind(key, owner, ttl)
+    if bound == owner:
+        await store.put(HANDED_OUT + key, owner, ttl)
+    return bound
+
+
+def _other_transports_session(flow: http.HTTPFlow, found: Route) -> str | None:
+    """Why the request names a session of the other transport, None when it does not.
+
+    Each transport's session is checked where it belongs: the SSE `session_id` query on the
+    message path, `Mcp-Session-Id` on /api/streamable. Carried on the other transport, it would
+    pass unchecked to an upstream path an editor may have pointed elsewhere (`streamable_path`
+    at the SSE message endpoint, `sse_path` at the Streamable one), into another identity's
+    session."""
+    if found.area is Area.SSE:
+        if MCP_SESSION_HEADER in flow.request.headers:
+            return "Mcp-Session-Id belongs to Streamable HTTP (/api/streamable/{server}), not to the SSE transport"
+        return None
+    try:
+        named = session_id_from_query(found.query) is not None
+    except RouteError:
+        named = True
+    return "an SSE session_id query has no meaning on Streamable HTTP" if named else None
+
+
 class SessionBinding:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
@@ -72,6 +110,9 @@ class SessionBinding:
         if (seen := identified(flow)) is None or not seen[0].is_mcp:
             return
         found, identity = seen
+        if (foreign := _other_transports_session(flow, found)) is not None:
+            log.warning("auth: %s refused: user=%s %s %s", foreign, identity.username, found.server, flow.request.method)
+            return refuse(flow, 400, foreign)
         if found.area is Area.SSE:
             return await self._sse_request(flow, found, identity)
         if identity.kind == "anonymous":
@@ -86,6 +127,10 @@ class SessionBinding:
                                       identity.owner)
         except StoreUnavailable:
             return refuse(flow, 503, "the session store is unavailable; try again shortly")
+        if owner is None:
+            log.warning("auth: unknown MCP session refused: user=%s %s %s", identity.username, found.server,
+                        flow.request.method)
+            return refuse(flow, 404, UNKNOWN_STREAMABLE_SESSION)
         if owner != identity.owner:
             return self._hijack(flow, found, identity)
 
@@ -210,14 +255,17 @@ class SessionBinding:
         while len(cache) > OWNER_CACHE_SIZE:
             cache.popitem(last=False)
 
-    async def _owner(self, store, key: str, claimant: str) -> str:
-        """The identity owning `key`. A binding never changes hands while it lives, so an
-        owner learned from the store is remembered here for a minute: most requests of a
-        session cost no store round trip, and the store's TTL is still refreshed while in use."""
+    async def _owner(self, store, key: str, claimant: str) -> str | None:
+        """The identity owning `key`, None for a session the gateway did not see handed out on
+        this server. A binding never changes hands while it lives, so an owner learned from the
+        store is remembered here for a minute: most requests of a session cost no store round
+        trip, and the store's TTL is still refreshed while in use."""
         cached = self._owners.get(key)
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
-        owner = await store.bind(key, claimant, self._ttl())
+        if await store.get_value(HANDED_OUT + key) is None:
+            return None
+        owner = await bind_streamable_session(store, key, claimant, self._ttl())
         self._remember(self._owners, key, owner)
         return owner
 
@@ -231,8 +279,8 @@ class SessionBinding:
         session_id = flow.response.headers.get(MCP_SESSION_HEADER)
         if session_id and not flow.request.headers.get(MCP_SESSION_HEADER):
             try:
-                owner = await self._store().bind(
-                    f"streamable:{found.server}:{session_id}", identity.owner, self._ttl())
+                owner = await bind_streamable_session(
+                    self._store(), f"streamable:{found.server}:{session_id}", identity.owner, self._ttl())
             except StoreUnavailable:
                 # An unbound session would be open to anyone who learns its id: do not hand it out.
                 log.error("auth: could not bind a new MCP session on %s: session store unavailable", found.server)

@@ -39,6 +39,14 @@ STRIPPED_PREFIXES = FORWARDING_PREFIXES + (
     "x-http-method", "x-method-override",
 )
 
+# Headers the gateway reads, frames the request with or sets itself. Their `_` spellings would
+# reach a WSGI upstream as the header itself (`Mcp_Session_Id` as `Mcp-Session-Id`, past the
+# session binding), so only the dashed spelling travels.
+DASHED_ONLY_NAMES = frozenset({
+    "mcp-session-id", "mcp-protocol-version", "last-event-id", "content-type", "content-length",
+    "transfer-encoding", "keep-alive", "proxy-connection",
+})
+
 _PATTERN = re.compile(r"^[A-Za-z0-9!#$%&'+.^_`|~-]+\*?$")
 # An RFC 9110 field name. Anything else (non-ASCII look-alikes such as `X-Uſer`, which some
 # languages upper-case to `X-USER`; spaces; controls) has no legitimate use and is never forwarded.
@@ -47,6 +55,11 @@ _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 
 def normalise(name: str) -> str:
     return name.strip().lower().replace("_", "-")
+
+
+def other_spelling(name: str, of: str) -> bool:
+    """`name` is read as header `of` by some upstream, but is not spelled as `of` (case aside)."""
+    return name.lower() != of.lower() and normalise(name) == normalise(of)
 
 
 def is_forwarding(name: str) -> bool:
@@ -74,7 +87,8 @@ class HeaderStripList:
         known = self._seen.get(name)
         if known is None:
             lower = normalise(name)
-            known = lower in self.names or lower.startswith(self.prefixes) or not _TOKEN.fullmatch(lower)
+            known = (lower in self.names or lower.startswith(self.prefixes) or not _TOKEN.fullmatch(lower)
+                     or ("_" in name and lower in DASHED_ONLY_NAMES))
             if len(self._seen) < 4096:  # header names repeat; a flood of odd ones only skips the cache
                 self._seen[name] = known
         return known

@@ -4,7 +4,8 @@ upstream will see.
 Anything a second parser could read differently is refused (fail closed): duplicate
 keys at any depth, keys that differ only in case (case-insensitive decoders such as Go's
 encoding/json pick one of them), lone UTF-16 surrogates, NaN/Infinity, numbers that
-overflow a double, a byte-order mark, trailing data, deep nesting.
+overflow a double, integer ids beyond ±(2**53 - 1), a byte-order mark, trailing data, deep
+nesting.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from typing import Any, Literal
 
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 64
+# Integers beyond ±(2**53 - 1) are not read alike by every JSON parser (RFC 7493 §2.2): a
+# JavaScript upstream answers request 2**53 + 1 as 2**53, an id the gateway never matched.
+MAX_SAFE_INTEGER = 2**53 - 1
 
 MessageKind = Literal["request", "notification", "response"]
 
@@ -204,4 +208,6 @@ def _request_id(value: Any, where: str) -> str | int:
     # bool is an int subclass in Python; JSON true must not pass as an id.
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise JsonRpcRejected(f'{where}: "id" must be a string or an integer')
+    if isinstance(value, int) and abs(value) > MAX_SAFE_INTEGER:
+        raise JsonRpcRejected(f'{where}: an integer "id" must lie within ±(2**53 - 1)')
     return value

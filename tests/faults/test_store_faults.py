@@ -33,6 +33,8 @@ def _login_status(gw) -> int:
 
 def _new_mcp_session_status(gw, headers) -> tuple[int, str]:
     response = httpx.post(gw.streamable_url("currenttime"), json=INIT, headers={**headers, **ACCEPT}, timeout=20)
+    if response.status_code == 503:  # the refusal's own body, not the upstream's answer under its length
+        assert response.json()["error"] == "unavailable", response.text[:300]
     return response.status_code, response.headers.get("content-type", "")
 
 

@@ -6,11 +6,12 @@ Speaks just enough MCP (initialize, notifications, tools/list) for a real check.
 from __future__ import annotations
 
 import json
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Iterator
+
+from .http_server import serving
 
 
 @dataclass
@@ -58,13 +59,5 @@ def hostile_upstream() -> Iterator[HostileUpstream]:
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    upstream.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as upstream.port:
         yield upstream
-    finally:
-        server.shutdown()
-        server.server_close()

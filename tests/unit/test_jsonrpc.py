@@ -45,7 +45,7 @@ def test_notification_response_and_batch():
 
 def test_accepted_edge_cases():
     assert parse_mcp_body(b'  {"jsonrpc":"2.0","id":-5,"method":"ping"}\r\n', MAX)[0].id == -5
-    assert parse_mcp_body(body(call(id=2**70)), MAX)[0].id == 2**70
+    assert parse_mcp_body(body(call(id=2**53 - 1)), MAX)[0].id == 2**53 - 1  # the largest every parser reads alike
     assert parse_mcp_body(b'{"jsonrpc":"2.0","id":1,"method":"x","params":[1,2]}', MAX)[0].method == "x"
     # escapes decode to the same key or name every parser sees
     assert parse_mcp_body(b'{"jsonrpc":"2.0","id":1,"m\\u0065thod":"ping"}', MAX)[0].method == "ping"
@@ -104,6 +104,9 @@ HOSTILE = [
     ("id true", b'{"jsonrpc":"2.0","id":true,"method":"ping"}'),
     ("id null", b'{"jsonrpc":"2.0","id":null,"method":"ping"}'),
     ("id float", b'{"jsonrpc":"2.0","id":1.0,"method":"ping"}'),
+    ("id beyond 2**53", b'{"jsonrpc":"2.0","id":9007199254740993,"method":"tools/list"}'),
+    ("id 2**70", body(call(id=2**70))),
+    ("response id beyond 2**53", b'{"jsonrpc":"2.0","id":-9007199254740992,"result":{}}'),
     ("id object", b'{"jsonrpc":"2.0","id":{},"method":"ping"}'),
     ("id list", b'{"jsonrpc":"2.0","id":[1],"method":"ping"}'),
     ("params string", b'{"jsonrpc":"2.0","id":1,"method":"ping","params":"x"}'),

@@ -16,7 +16,7 @@ from addons.flow_state import state_of
 from addons.identify import Identify
 from addons.router import Router
 from addons.runtime import Runtime
-from addons.session_binding import SessionBinding
+from addons.session_binding import SessionBinding, bind_streamable_session
 from mcp_gateway.config import load_config
 from mcp_gateway.identity import SESSION_COOKIE, identity_of
 from mcp_gateway.policy_repository import PolicyRepository
@@ -128,7 +128,7 @@ async def test_a_browser_without_a_session_goes_to_the_login_page(runtime):
 async def test_a_session_id_bound_to_another_identity_is_403(runtime):
     mallory = await sign_in(runtime, "mcp-server-a", subject="mallory")
     alice = identity_of((await runtime.store.get(await sign_in(runtime, "mcp-server-a"))))
-    await runtime.store.bind("streamable:a:sid-1", alice.owner, 60)
+    await bind_streamable_session(runtime.store, "streamable:a:sid-1", alice.owner, 60)
     with taddons.context():
         flow = flow_for(runtime, "/api/streamable/a", "POST", call("echo"), cookie=f"{SESSION_COOKIE}={mallory}")
         flow.request.headers["mcp-session-id"] = "sid-1"
