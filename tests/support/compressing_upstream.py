@@ -8,10 +8,9 @@ import gzip
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Iterator
 
-from .http_server import serving
+from .http_server import QuietHandler, serving
 
 TOOLS = [{"name": "current_time_by_timezone", "inputSchema": {"type": "object"}},
          {"name": "countdown", "inputSchema": {"type": "object"}}]
@@ -32,11 +31,9 @@ class CompressingUpstream:
 def compressing_upstream() -> Iterator[CompressingUpstream]:
     upstream = CompressingUpstream(port=0)
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
-            message = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
+            message = self.read_json()
             asked = self.headers.get("accept-encoding", "")
             upstream.encodings_asked.append(asked)
             if "id" not in message:
@@ -46,17 +43,10 @@ def compressing_upstream() -> Iterator[CompressingUpstream]:
             self._send(200, f"event: message\ndata: {answer}\n\n".encode(), "text/event-stream", asked)
 
         def _send(self, status: int, payload: bytes, content_type: str, asked: str) -> None:
-            self.send_response(status)
-            self.send_header("content-type", content_type)
             if payload and ("gzip" in asked or upstream.always):
-                payload = gzip.compress(payload)
-                self.send_header("content-encoding", "gzip")
-            self.send_header("content-length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args) -> None:
-            pass
+                return self.send(status, gzip.compress(payload), {"content-type": content_type,
+                                                                  "content-encoding": "gzip"})
+            self.send(status, payload, {"content-type": content_type})
 
     with serving(Handler) as upstream.port:
         yield upstream

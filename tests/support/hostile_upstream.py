@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Iterator
 
-from .http_server import serving
+from .http_server import QuietHandler, serving
 
 
 @dataclass
@@ -29,12 +28,9 @@ class HostileUpstream:
 def hostile_upstream() -> Iterator[HostileUpstream]:
     upstream = HostileUpstream(port=0)
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length") or 0))
-            message = json.loads(body or b"{}")
+            message = self.read_json()
             if "id" not in message:
                 return self._send(202, b"")
             if message.get("method") == "tools/list":
@@ -50,14 +46,7 @@ def hostile_upstream() -> Iterator[HostileUpstream]:
         do_DELETE = do_GET
 
         def _send(self, status: int, payload: bytes) -> None:
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args) -> None:
-            pass
+            self.send(status, payload, {"content-type": "application/json"})
 
     with serving(Handler) as upstream.port:
         yield upstream
