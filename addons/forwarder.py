@@ -62,6 +62,8 @@ class Forwarder:
         elif found.area is Area.LOGIN:
             self._to_login_app(flow)
         elif found.area is Area.HEALTH:
+            if flow.request.method not in ("GET", "HEAD"):
+                return refuse(flow, 405, "/healthz answers GET and HEAD only", {"allow": "GET, HEAD"})
             flow.response = health_response(self.runtime)
         else:
             refuse(flow, 404, "no such path on this gateway")

@@ -14,7 +14,6 @@ Changes are written by mcp_gateway.registry to the state file, never to gateway.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -27,6 +26,7 @@ from mcp_gateway.config import ServerConfig
 from mcp_gateway.registry import RegistryError
 from mcp_gateway.registry_views import health_summary, tools_view
 from mcp_gateway.routing import Area
+from mcp_gateway.strict_json import BodyRejected, load_strict_json
 
 from .failclosed import refuse_on_error
 from .flow_state import Outcome, identified, state_of
@@ -36,6 +36,8 @@ from .responses import json_ok
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+MAX_BODY_DEPTH = 16  # an entry is flat but for its tags and tool list
 
 ACTIONS = {
     ("collection", "GET"): "list",
@@ -163,11 +165,9 @@ class RegistryApi:
         if not flow.request.headers.get("content-type", "").startswith("application/json"):
             raise RegistryError(415 if required else 400, "send the body as application/json")
         try:
-            body = json.loads(raw, object_pairs_hook=_no_duplicates)
-        except ValueError as e:
-            raise RegistryError(400, f"the body is not valid JSON: {e}") from None
-        except RecursionError:
-            raise RegistryError(400, "the body is nested too deeply") from None
+            body = load_strict_json(raw, len(raw), MAX_BODY_DEPTH)
+        except BodyRejected as problem:
+            raise RegistryError(400, f"the body is not JSON read one way only: {problem.reason}") from None
         if not isinstance(body, dict):
             raise RegistryError(400, "the body must be a JSON object")
         return body
@@ -199,10 +199,3 @@ class RegistryApi:
 def _warn_unverified(server: ServerConfig) -> None:
     if server.scheme == "https" and not server.verify_tls:
         log.warning("registry: server %s: verify_tls = false: its TLS certificate is NOT verified", server.name)
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    if len(keys) != len(set(keys)):
-        raise ValueError("duplicate keys")
-    return dict(pairs)

@@ -6,7 +6,6 @@ a limit of registrations per client address and hour, and a record that expires 
 
 from __future__ import annotations
 
-import json
 import logging
 
 from starlette.requests import Request
@@ -15,6 +14,7 @@ from starlette.responses import Response
 from mcp_gateway.oauth_clients import OAuthClient, parse_registration
 from mcp_gateway.oauth_errors import OAuthError
 from mcp_gateway.sessions import StoreUnavailable
+from mcp_gateway.strict_json import BodyRejected, load_strict_json
 
 from ..context import client_address, context
 from .clients import client_registry
@@ -23,6 +23,7 @@ from .oauth_http import oauth_error, oauth_json
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024
+MAX_DEPTH = 8  # client metadata is flat: lists of strings at most
 WINDOW = 3600.0
 MAX_REGISTRATIONS_PER_ADDRESS = 200
 
@@ -47,9 +48,9 @@ async def _registration(request: Request) -> tuple[OAuthClient, str | None]:
     if len(body) > MAX_BODY_BYTES:
         raise OAuthError("invalid_client_metadata", f"client metadata larger than {MAX_BODY_BYTES} bytes", 413)
     try:
-        metadata = json.loads(body)
-    except ValueError:
-        raise OAuthError("invalid_client_metadata", "the body is not valid JSON") from None
+        metadata = load_strict_json(body, MAX_BODY_BYTES, MAX_DEPTH)
+    except BodyRejected as problem:
+        raise OAuthError("invalid_client_metadata", f"the body is not JSON read one way only: {problem.reason}") from None
     client, secret = parse_registration(metadata)
     try:
         if await store.hit(f"oauth-register:{address}", WINDOW) > MAX_REGISTRATIONS_PER_ADDRESS:

@@ -65,6 +65,14 @@ def test_an_answer_to_head_carries_no_body_and_the_connection_stays_in_step(auth
     assert second.json()["status"] == "ok"
 
 
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT-LIKE"])
+def test_healthz_answers_get_and_head_only(auth_gateway, method):
+    answer = httpx.request(method, f"{auth_gateway.url}/healthz", timeout=10)
+
+    assert answer.status_code == 405 and answer.headers["allow"] == "GET, HEAD", answer.text
+    assert answer.headers["content-type"].startswith("application/json") and answer.json()["message"]
+
+
 # Headers the gateway reads, frames the request with or sets itself, in spellings a WSGI upstream
 # reads as the header itself.
 SHADOW_SPELLINGS = [

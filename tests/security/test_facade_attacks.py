@@ -177,6 +177,31 @@ async def test_registration_refuses_metadata_it_cannot_honour(browser, metadata)
     assert response.json()["error"] in ("invalid_client_metadata", "invalid_redirect_uri")
 
 
+# JSON another parser would read otherwise (mcp_gateway/strict_json.py): each was registered before.
+AMBIGUOUS_REGISTRATIONS = [
+    b'{"redirect_uris": ["%s"], "client_name": NaN}',
+    b'{"redirect_uris": ["%s"], "client_name": "a", "client_name": "b"}',
+    b'{"redirect_uris": ["%s"], "Redirect_URIs": ["https://evil.example/cb"]}',
+    b'{"redirect_uris": ["%s"], "client_name": "\\udc00"}',
+    b'\xef\xbb\xbf{"redirect_uris": ["%s"]}',
+    b'{"redirect_uris": ["%s"]} trailing',
+    b'{"redirect_uris": ["%s"], "x": 1e400}',
+    '{"redirect_uris": ["%s"]}'.encode("utf-16"),
+]
+
+
+@pytest.mark.parametrize("template", AMBIGUOUS_REGISTRATIONS, ids=["nan", "duplicate-key", "case-folded-key",
+                                                               "lone-surrogate", "bom", "trailing-data",
+                                                               "overflow", "utf-16"])
+async def test_registration_refuses_json_another_parser_would_read_otherwise(browser, template):
+    body = template.replace(b"%s", REDIRECT_URI.encode()) if b"%s" in template else \
+        template.decode("utf-16").replace("%s", REDIRECT_URI).encode("utf-16")
+    response = await browser.post("/oauth/register", content=body, headers={"content-type": "application/json"})
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_client_metadata"
+
+
 # -- consent -----------------------------------------------------------------------------------
 
 

@@ -220,6 +220,14 @@ CONFUSED_BODIES = [
     b'[{"description": "x"}]',
     b'"description"',
     b'{"description": "x"',
+    # JSON another parser would read otherwise (mcp_gateway/strict_json.py)
+    b'{"description": "a", "Description": "b"}',
+    b'{"description": NaN}',
+    b'{"tags": [1e400]}',
+    b'\xef\xbb\xbf{"description": "x"}',
+    '{"description": "x"}'.encode("utf-16"),
+    b'{"description": "\\ud800"}',
+    b'{"description": "x"} {"enabled": false}',
 ]
 
 
