@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -203,21 +204,29 @@ class SteadyLoad:
         return [r for r in self.results if r[2] != 200]
 
 
+def refuses_connections(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
 def test_an_instance_killed_under_load_fails_only_the_requests_it_held(cluster):
     admin = cookie_header(login_local(cluster.url, "admin", ADMIN_PASSWORD))
     victim = cluster.instances[2]
     load = SteadyLoad(cluster.url, admin)
     time.sleep(1.0)  # steady state: every instance serves part of the load
-    killed_at = time.monotonic()
     os.killpg(victim.gw.process.proc.pid, signal.SIGKILL)  # the machine is gone: launcher, workers, login app
+    # SIGKILL takes effect when the kernel gets to it: the instance is gone once its port refuses.
+    gone_at = wait_until(lambda: refuses_connections(victim.port) and time.monotonic(), timeout=10,
+                         interval=0.005, message="the killed instance's port closed")
     time.sleep(3.0)
     results = load.stop()
     failures = load.failures()
     assert len(results) > 40
     # at most one request per load thread can have been in flight at the victim
     assert len(failures) <= LOAD_THREADS, failures
-    assert all(started <= killed_at for started, _, _ in failures), (killed_at, failures)
-    later = [r for r in results if r[0] > killed_at]
+    assert all(started <= gone_at for started, _, _ in failures), (gone_at, failures)
+    later = [r for r in results if r[0] > gone_at]
     assert later and all(outcome == 200 for _, _, outcome in later)
 
 
