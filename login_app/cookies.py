@@ -28,6 +28,11 @@ def session_token(request: Request) -> str | None:
 
 
 async def current_session(request: Request, store: SessionStore) -> Session | None:
-    """The caller's live session, or None. Raises StoreUnavailable when the store cannot answer."""
+    """The caller's live browser session, or None. Raises StoreUnavailable when the store cannot answer.
+
+    An access token the facade issued is a session of the same store, but only for the resource(s)
+    it names: sent as this cookie it is nobody's browser session (no identity page, no consent, no
+    upstream account linking, no logout of anyone)."""
     token = session_token(request)
-    return await store.get(token) if token else None
+    session = await store.get(token) if token else None
+    return session if session is not None and session.kind == "browser" else None

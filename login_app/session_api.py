@@ -53,13 +53,13 @@ async def logout(request: Request) -> Response:
     token = session_token(request)
     form = await request.form() if "form" in request.headers.get("content-type", "") else {}
     try:
-        session = await ctx.store.get(token) if token else None
+        session = await current_session(request, ctx.store)
         if not same_origin_or_token(request, ctx.config, session.id if session else None,
                                     str(form.get("csrf_token") or "") or None):
             log.warning("auth: logout refused: cross-site request (client %s)", client_address(request))
             return json_error(403, "forbidden", "cross-site logout refused: send a same-origin Origin or the "
                                                 "csrf_token of the signed-in page")
-        if session is not None:
+        if session is not None and token is not None:
             await ctx.store.delete(token)
             revoked = await Grants(ctx.store).revoke_browser_session(session.id)
             log.info("auth: logout user=%s session=%s, %d OAuth grant(s) revoked", session.username,

@@ -138,12 +138,17 @@ class GatewayConfig:
 
     @property
     def public_origin(self) -> str:
+        """The public URL's origin as a browser writes it in `Origin`: scheme and host in lower case,
+        no default port (the configured `HTTPS://GW.example:443` is `https://gw.example`)."""
         parts = urlsplit(self.public_url)
-        return f"{parts.scheme}://{parts.netloc}"
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        port = "" if parts.port in (None, {"http": 80, "https": 443}.get(parts.scheme)) else f":{parts.port}"
+        return f"{parts.scheme}://{host}{port}"
 
     @property
     def secure_cookies(self) -> bool:
-        return self.public_url.startswith("https://")
+        return urlsplit(self.public_url).scheme == "https"  # urlsplit lower-cases the scheme
 
     def server(self, name: str) -> ServerConfig | None:
         return next((s for s in self.servers if s.name == name), None)
