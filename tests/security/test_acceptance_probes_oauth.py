@@ -23,6 +23,7 @@ from tests.e2e.conftest import (  # noqa: F401
     upstream_json_answers,
     upstream_sse_answers,
 )
+from tests.security.test_facade_attacks import tokens_for
 from tests.support.facade import Facade
 from tests.support.gateway import TEST_SECRET_KEY, run_gateway
 from tests.support.login import wait_for_login_app
@@ -42,12 +43,8 @@ BROWSER_ONLY = [
 
 async def _issued_access_token(gw) -> str:
     async with httpx.AsyncClient(base_url=gw.url, timeout=15) as browser:
-        facade = Facade(browser)
-        client = await facade.register()
-        grant = await facade.authorize(client, gw.streamable_url("currenttime"), "admin", ADMIN_PASSWORD)
-        issued = await facade.redeem(client, grant)
-    assert issued.status_code == 200, issued.text
-    return issued.json()["access_token"]
+        _, issued = await tokens_for(Facade(browser), gw.streamable_url("currenttime"))
+    return issued["access_token"]
 
 
 @pytest.fixture(scope="module")
