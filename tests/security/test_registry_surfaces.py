@@ -16,7 +16,7 @@ from mcp_gateway.passwords import hash_password
 from tests.e2e.conftest import ADMIN_PASSWORD, test_policy_dir, wait_for_login_app
 from tests.support.gateway import run_gateway, server_entry
 from tests.support.hostile_upstream import hostile_upstream
-from tests.support.login import cookie_header, login_local
+from tests.support.login import cookie_header, kept_session, login_local
 from tests.support.mcp_clients import ACCEPT
 
 pytestmark = pytest.mark.timeout(120)
@@ -72,9 +72,11 @@ def gw(tmp_path_factory, upstream, upstream_sse_answers, recorder):
         yield gateway
 
 
-def _headers(gw, user: str) -> dict[str, str]:
+def _headers(gw, user: str, fresh: bool = False) -> dict[str, str]:
+    """`user`'s kept session on `gw`, or a new one with `fresh` for a test that ends it."""
     password = ADMIN_PASSWORD if user == "admin" else PASSWORD
-    return {**cookie_header(login_local(gw.url, user, password)), "origin": gw.url}
+    token = login_local(gw.url, user, password) if fresh else kept_session(gw.url, user, password)
+    return {**cookie_header(token), "origin": gw.url}
 
 
 def _state(gw) -> dict:
@@ -365,7 +367,7 @@ def test_upstream_paths_another_parser_reads_differently_are_refused(gw, field, 
 # --- after logout ----------------------------------------------------------------------------
 
 def test_after_logout_no_page_opens_and_no_form_post_changes_anything(gw):
-    headers = _headers(gw, "admin")
+    headers = _headers(gw, "admin", fresh=True)
     token = headers["cookie"].split("=", 1)[1]
     csrf = httpx.get(f"{gw.url}/", headers=headers, timeout=10).text.split('name="csrf_token" value="')[1].split('"')[0]
     out = httpx.post(f"{gw.url}/oauth/logout", headers=headers, timeout=10, follow_redirects=False)

@@ -19,6 +19,19 @@ def login_local(base_url: str, username: str, password: str, next_path: str = "/
     return token
 
 
+_kept_sessions: dict[tuple[str, str, str], str] = {}
+
+
+def kept_session(base_url: str, username: str, password: str) -> str:
+    """One session per gateway and user for the whole test process, for tests that only use it:
+    a login is a deliberately slow scrypt check, hundreds of them a minute of the suite. A test
+    that logs out, revokes or changes the person's groups logs in with `login_local` instead."""
+    key = (base_url, username, password)
+    if key not in _kept_sessions:
+        _kept_sessions[key] = login_local(base_url, username, password)
+    return _kept_sessions[key]
+
+
 def wait_for_login_app(gw, timeout: float = 30) -> None:
     """Until the login app answers its health check through the gateway."""
     def healthy() -> bool:
