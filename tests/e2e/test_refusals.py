@@ -183,12 +183,14 @@ async def test_a_token_granted_less_than_the_groups_allow_now_gets_the_step_up_c
             narrow = storage.tokens.access_token
             assert storage.tokens.scope.split() == [TOOL_ONLY_SCOPE]
 
+            # Opened before the policy edit: once it applies, the stream itself is refused for step-up.
+            target = gw.streamable_url("currenttime") if transport == "streamable" else \
+                await _sse_message_url(gw, narrow)
             # tina's group now grants the whole server: her token was granted less than that
             (gw.policies / "60-wider.toml").write_text(
                 '[groups]\n"mcp-server-currenttime-tool-current_time_by_timezone" = '
                 '["mcp:server:currenttime:execute"]\n')
-            raw = await _until_status(gw.streamable_url("currenttime") if transport == "streamable"
-                                      else await _sse_message_url(gw, narrow), narrow, 403)
+            raw = await _until_status(target, narrow, 403)
             assert 'error="insufficient_scope"' in raw.headers["www-authenticate"]
             assert f'scope="{COUNTDOWN_SCOPE}"' in raw.headers["www-authenticate"]
             assert "authorize the client again" in raw.json()["message"]
