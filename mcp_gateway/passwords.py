@@ -36,11 +36,11 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
 
 
-def hash_password(password: str) -> str:
-    """A new encoded hash of `password` with a random salt."""
+def hash_password(password: str, *, n: int = N) -> str:
+    """A new encoded hash of `password` with a random salt, at scrypt cost `n` (a power of two)."""
     salt = os.urandom(_SALT_BYTES)
-    digest = _scrypt(password, salt, N, R, P, _HASH_BYTES)
-    return f"{SCHEME}${N}${R}${P}${_b64(salt)}${_b64(digest)}"
+    digest = _scrypt(password, salt, n, R, P, _HASH_BYTES)
+    return f"{SCHEME}${n}${R}${P}${_b64(salt)}${_b64(digest)}"
 
 
 def _parse(encoded: str) -> tuple[int, int, int, bytes, bytes]:

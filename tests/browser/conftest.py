@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from mcp_gateway.passwords import hash_password
+from tests.support.accounts import account_hash
 from tests.e2e.conftest import wait_for_login_app
 from tests.support.gateway import Gateway, run_gateway, server_entry
 from tests.support.processes import REPO, free_port
@@ -51,7 +51,7 @@ def login_gateway(tmp_path_factory) -> Iterator[Gateway]:
         "provider_type": "generic",
         "generic": {"client_id": "gateway", "issuer": idp, "authorize_url": f"{idp}/authorize",
                     "token_url": f"{idp}/token", "jwks_url": f"{idp}/jwks"},
-        "local": {"accounts": [{"username": "ada", "password_hash": hash_password(ADA_PASSWORD),
+        "local": {"accounts": [{"username": "ada", "password_hash": account_hash(ADA_PASSWORD),
                                 "groups": ADA_GROUPS}]},
     }
     servers = [server_entry("currenttime", f"http://127.0.0.1:{free_port()}")]

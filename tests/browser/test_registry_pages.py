@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from mcp_gateway.passwords import hash_password
+from tests.support.accounts import account_hash
 from tests.browser.test_login_pages import sign_in
 from tests.e2e.conftest import ADMIN_PASSWORD, wait_for_login_app
 from tests.support.facade import Facade
@@ -40,7 +40,7 @@ USERS = {
 @pytest.fixture(scope="module")
 def pages_gateway(tmp_path_factory) -> Iterator[Gateway]:
     tmp = tmp_path_factory.mktemp("gw-registry-pages")
-    accounts = [{"username": u, "password_hash": hash_password(PASSWORD), "groups": g} for u, g in USERS.items()]
+    accounts = [{"username": u, "password_hash": account_hash(PASSWORD), "groups": g} for u, g in USERS.items()]
     with mcp_upstream(tmp) as upstream:
         servers = [server_entry("currenttime", upstream.url, description="Current time by timezone"),
                    server_entry("weather", f"http://127.0.0.1:{free_port()}", description="Forecasts (down in this test)")]

@@ -69,8 +69,8 @@ ACCOUNTS = {
 
 
 def local_accounts() -> dict:
-    from mcp_gateway.passwords import hash_password
-    return {"accounts": [{"username": name, "password_hash": hash_password(password), "groups": groups}
+    from tests.support.accounts import account_hash
+    return {"accounts": [{"username": name, "password_hash": account_hash(password), "groups": groups}
                          for name, (password, groups) in ACCOUNTS.items()]}
 
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from mcp_gateway.passwords import hash_password
+from tests.support.accounts import account_hash
 from mcp_gateway.registry_caller import CALLER_HEADER
 from tests.e2e.conftest import ADMIN_PASSWORD, test_policy_dir, wait_for_login_app
 from tests.support.gateway import run_gateway, server_entry
@@ -45,7 +45,7 @@ def registry_gateway(tmp_path_factory, upstream_sse_answers):
     tmp = tmp_path_factory.mktemp("gw-registry-mcp")
     policies = test_policy_dir(tmp)
     (policies / "60-registry.toml").write_text(POLICY)
-    accounts = [{"username": u, "password_hash": hash_password(PASSWORD), "groups": g} for u, g in USERS.items()]
+    accounts = [{"username": u, "password_hash": account_hash(PASSWORD), "groups": g} for u, g in USERS.items()]
     servers = [server_entry("currenttime", upstream_sse_answers.url),
                server_entry("other", f"http://127.0.0.1:{free_port()}", description="nobody home")]
     with run_gateway(tmp, servers, auth={"enabled": True, "provider_type": "local", "local": {"accounts": accounts}},

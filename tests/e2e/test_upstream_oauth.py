@@ -94,7 +94,7 @@ def world(request, tmp_path_factory):
 
 @contextmanager
 def upstream_world(tmp: Path, store: str, **gateway_options) -> Iterator[World]:
-    from mcp_gateway.passwords import hash_password
+    from tests.support.accounts import account_hash
     users = {u: {"password": password(u), "email": f"{u}@example.test", "groups": []} for u in USERS}
     with ExitStack() as stack:
         provider = stack.enter_context(running_oidc_provider(tmp / "idp", users=users, clients=[]))
@@ -128,7 +128,7 @@ def upstream_world(tmp: Path, store: str, **gateway_options) -> Iterator[World]:
         if store == "redis":
             redis = stack.enter_context(RedisServer(tmp / "redis"))
             session = {"store": redis.url}
-        accounts = [{"username": u, "password_hash": hash_password(password(u)), "groups": GROUPS} for u in USERS]
+        accounts = [{"username": u, "password_hash": account_hash(password(u)), "groups": GROUPS} for u in USERS]
         gateway = stack.enter_context(run_gateway(
             tmp / "gw", servers, port=gw_port, session=session,
             auth={"enabled": True, "provider_type": "local", "local": {"accounts": accounts}},

@@ -10,7 +10,7 @@ import json
 import httpx
 import pytest
 
-from mcp_gateway.passwords import hash_password
+from tests.support.accounts import account_hash
 from tests.e2e.conftest import ADMIN_PASSWORD, test_policy_dir, wait_for_login_app
 from tests.support.gateway import run_gateway, server_entry
 from tests.support.login import cookie_header, login_local
@@ -31,7 +31,7 @@ def clash(tmp_path_factory, recorder):
     tmp = tmp_path_factory.mktemp("gw-clash")
     policies = test_policy_dir(tmp)
     (policies / "60-clash.toml").write_text(POLICY)
-    accounts = [{"username": "lou", "password_hash": hash_password(PASSWORD), "groups": ["lister"]}]
+    accounts = [{"username": "lou", "password_hash": account_hash(PASSWORD), "groups": ["lister"]}]
     with run_gateway(tmp, [server_entry("registry", recorder.url)],
                      auth={"enabled": True, "provider_type": "local", "local": {"accounts": accounts}},
                      gateway={"policy_dir": str(policies)},

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from mcp_gateway.passwords import hash_password
+from tests.support.accounts import account_hash
 from tests.e2e.conftest import ADMIN_PASSWORD, test_policy_dir, wait_for_login_app
 from tests.support.gateway import run_gateway, server_entry
 from tests.support.hostile_upstream import hostile_upstream
@@ -61,7 +61,7 @@ def gw(tmp_path_factory, upstream, upstream_sse_answers, recorder):
     tmp = tmp_path_factory.mktemp("gw-surfaces")
     policies = test_policy_dir(tmp)
     (policies / "60-surfaces.toml").write_text(POLICY)
-    accounts = [{"username": u, "password_hash": hash_password(PASSWORD), "groups": g} for u, g in USERS.items()]
+    accounts = [{"username": u, "password_hash": account_hash(PASSWORD), "groups": g} for u, g in USERS.items()]
     servers = [server_entry("currenttime", upstream_sse_answers.url), server_entry("recorder", recorder.url),
                server_entry("sseonly", upstream_sse_answers.url, streamable_path="/no-streamable-here"),
                *(server_entry(name, upstream.url(name)) for name in ("xss", "bigschema", "deep", "oversize", "liar"))]

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from mcp_gateway.passwords import hash_password
+from tests.support.accounts import account_hash
 from tests.e2e.conftest import ADMIN_PASSWORD, wait_for_login_app
 from tests.security.hostile import RawAnswer, request, session_cookie
 from tests.support.gateway import run_gateway, server_entry
@@ -34,7 +34,7 @@ REQUEST_IDS = [f"{m} {p}" for m, p, _ in REQUESTS]
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory, recorder):
-    accounts = [{"username": user, "password_hash": hash_password(f"{user}-password"), "groups": groups}
+    accounts = [{"username": user, "password_hash": account_hash(f"{user}-password"), "groups": groups}
                 for user, groups in ACCOUNTS.items()]
     servers = [server_entry("alive", recorder.url), server_entry("other", recorder.url),
                server_entry("off", recorder.url, enabled=False)]

@@ -53,6 +53,14 @@ def test_verify_reads_cost_parameters_from_the_hash():
     assert not verify_password("other", encoded)
 
 
+def test_hash_at_another_cost_records_it_and_verifies():
+    encoded = hash_password("cheaper", n=2**10)
+
+    assert encoded.startswith("scrypt$1024$8$1$")
+    assert verify_password("cheaper", encoded)
+    assert not verify_password("cheaper!", encoded)
+
+
 VALID = hash_password("pw")
 _, _, _, _, VALID_SALT, VALID_HASH = VALID.split("$")
 MALFORMED = [
