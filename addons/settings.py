@@ -19,7 +19,7 @@ from mitmproxy import ctx, exceptions
 from mcp_gateway.config import ConfigError, GatewayConfig, load_config
 from mcp_gateway.policy_loader import PolicyError
 from mcp_gateway.policy_repository import PolicyRepository
-from mcp_gateway.registry_state import registry_for
+from mcp_gateway.registry import registry_for
 from mcp_gateway.server_files import ServerFiles
 from mcp_gateway.services import session_store_for
 from mcp_gateway.sessions.cache import with_session_cache

@@ -16,8 +16,7 @@ from mcp_gateway.config import GatewayConfig
 from mcp_gateway.authz import held_scopes
 from mcp_gateway.identity import identity_of  # noqa: F401  (the pages import it from here)
 from mcp_gateway.policy_repository import PolicyRepository
-from mcp_gateway.registry import Registry
-from mcp_gateway.registry_state import registry_for
+from mcp_gateway.registry import Registry, registry_for
 from mcp_gateway.services import session_store_for
 from mcp_gateway.sessions import SessionStore
 

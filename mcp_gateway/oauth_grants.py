@@ -33,10 +33,9 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, replace
 
-from authlib.oauth2.rfc7636 import create_s256_code_challenge
-
 from .grant_index import GrantIndex
 from .oauth_errors import OAuthError
+from .pkce import s256_challenge
 from .sessions import Session, SessionStore
 
 log = logging.getLogger(__name__)
@@ -99,7 +98,7 @@ def is_code_challenge(value: str) -> bool:
 def verifier_matches(verifier: str, challenge: str) -> bool:
     if not _VERIFIER.fullmatch(verifier):
         return False
-    return hmac.compare_digest(create_s256_code_challenge(verifier), challenge)
+    return hmac.compare_digest(s256_challenge(verifier), challenge)
 
 
 def _code_key(code: str) -> str:

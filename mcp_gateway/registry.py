@@ -32,9 +32,10 @@ from typing import Any, Mapping
 
 import tomli_w
 
-from .config import ConfigError, ServerConfig, server_from_mapping
-from .server_files import FileRefused, ServerFiles
+from .config import ConfigError, GatewayConfig, ServerConfig, server_from_mapping
 from .registry_fields import CONFIG_ONLY_FIELDS, SETTABLE_FIELDS, FieldProblem, check_body
+from .server_files import FileRefused, ServerFiles
+from .sessions import is_redis_url
 
 log = logging.getLogger(__name__)
 
@@ -318,3 +319,13 @@ def _settable(name: str, fields: Any) -> dict[str, Any]:
     if dropped:
         log.error("registry state: server %s: ignoring %s (configuration only)", name, ", ".join(dropped))
     return {k: v for k, v in fields.items() if k in SETTABLE_FIELDS}
+
+
+def registry_for(config: GatewayConfig, files: ServerFiles | None = None) -> Registry:
+    """The registry of `config`: its runtime changes in Redis when the session store is Redis
+    (mcp_gateway/registry_state.py), else in the state file."""
+    if is_redis_url(config.session.store):
+        from .registry_state import RedisRegistry  # the client library only when Redis is used
+        return RedisRegistry(config.servers, config.state_dir, config.source.parent, config.session.store,
+                             files=files)
+    return Registry(config.servers, config.state_dir, config.source.parent, files=files)

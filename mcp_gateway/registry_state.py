@@ -6,7 +6,8 @@ document (as JSON) under `mcpgw:registry:state`, a counter `mcpgw:registry:versi
 with every change, and a Redis lock instead of `flock`. A change is published on
 `mcpgw:registry:changed`; every instance re-reads the document when told, and its watcher
 thread also compares the version every second, so a change is in force everywhere within a
-second even if a notification is lost. Reads stay in memory (mcp_gateway/registry.py).
+second even if a notification is lost. Reads stay in memory (mcp_gateway/registry.py, whose
+`registry_for` picks this class when the session store is Redis).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import redis
 from redis.exceptions import LockError, RedisError
 
-from .config import GatewayConfig, ServerConfig
+from .config import ServerConfig
 from .registry import LOCK_WAIT, Registry, RegistryError
 from .server_files import ServerFiles
 
@@ -32,10 +33,6 @@ PREFIX = "mcpgw:registry:"
 STATE_KEY, VERSION_KEY, LOCK_KEY, CHANNEL = (PREFIX + name for name in ("state", "version", "lock", "changed"))
 LOCK_TIMEOUT = 30.0  # a holder that died releases the lock after this long
 RESUBSCRIBE_AFTER = 1.0
-
-
-def is_redis_url(url: str) -> bool:
-    return url.split(":", 1)[0].lower() in ("redis", "rediss", "unix")
 
 
 class RedisRegistry(Registry):
@@ -123,12 +120,3 @@ def _subscribe(ref: "weakref.ref[RedisRegistry]", client: redis.Redis, stop: thr
     thread = threading.Thread(target=run, name="registry-changes", daemon=True)
     thread.start()
     return thread
-
-
-def registry_for(config: GatewayConfig, files: ServerFiles | None = None) -> Registry:
-    """The registry of `config`: its runtime changes in Redis when the session store is Redis,
-    else in the state file."""
-    if is_redis_url(config.session.store):
-        return RedisRegistry(config.servers, config.state_dir, config.source.parent, config.session.store,
-                             files=files)
-    return Registry(config.servers, config.state_dir, config.source.parent, files=files)

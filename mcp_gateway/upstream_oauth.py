@@ -21,10 +21,10 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
-from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from .config import ServerConfig
 from .credentials import CredentialProblem, check_value
+from .pkce import s256_challenge
 from .secretbox import SecretBox, SecretBoxError
 from .sessions import SessionStore
 from .upstream_oauth_config import UpstreamOAuthSettings
@@ -248,7 +248,7 @@ class UpstreamOAuth:
         client = await self.registration()
         verifier = secrets.token_urlsafe(48)
         params = {"response_type": "code", "client_id": client.client_id, "redirect_uri": self.redirect_uri,
-                  "state": state, "code_challenge": create_s256_code_challenge(verifier),
+                  "state": state, "code_challenge": s256_challenge(verifier),
                   "code_challenge_method": "S256"}
         if self.settings.scopes:
             params["scope"] = " ".join(self.settings.scopes)

@@ -11,6 +11,8 @@ tokens must carry (issuer, audiences, groups claim); the proxy's bearer-token ch
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import logging
 
 from mcp_gateway.config import GatewayConfig
@@ -24,7 +26,6 @@ from .base import (
     ProviderError,
     RefreshRefused,
 )
-from .cognito import CognitoProvider
 from .endpoints import (
     EndpointsMissing,
     EndpointsUnavailable,
@@ -33,23 +34,30 @@ from .endpoints import (
     idp_endpoints,
     require_login_endpoints,
 )
-from .generic import GenericProvider
-from .oidc import OidcProvider
-from .okta import OktaProvider
 
 __all__ = [
-    "CognitoProvider", "EndpointsMissing", "EndpointsUnavailable", "GenericProvider", "IdentityInvalid", "IdpEndpoints", "IdpIdentity",
-    "IdpRefused", "IdpUnavailable", "OktaProvider", "Provider", "ProviderError", "RefreshRefused",
-    "build_providers", "clear_discovery_cache", "idp_endpoints",
+    "EndpointsMissing", "EndpointsUnavailable", "IdentityInvalid", "IdpEndpoints", "IdpIdentity",
+    "IdpRefused", "IdpUnavailable", "Provider", "ProviderError", "RefreshRefused",
+    "build_providers", "clear_discovery_cache", "idp_endpoints", "provider_class",
 ]
 
 log = logging.getLogger(__name__)
 
-PROVIDER_TYPES: dict[str, type[OidcProvider]] = {
-    "cognito": CognitoProvider,
-    "okta": OktaProvider,
-    "generic": GenericProvider,
+# provider_type → (module, class). A provider module is imported when a gateway is configured
+# with it: they bring in the OAuth client library (authlib), which a gateway with local accounts
+# or auth off never needs, and every worker and login app would otherwise load at start-up.
+PROVIDER_TYPES: dict[str, tuple[str, str]] = {
+    "cognito": (".cognito", "CognitoProvider"),
+    "okta": (".okta", "OktaProvider"),
+    "generic": (".generic", "GenericProvider"),
 }
+
+
+def provider_class(provider_type: str) -> type[Provider] | None:
+    if provider_type not in PROVIDER_TYPES:
+        return None
+    module, name = PROVIDER_TYPES[provider_type]
+    return getattr(importlib.import_module(module, __name__), name)
 
 
 async def build_providers(config: GatewayConfig) -> dict[str, Provider]:
@@ -59,8 +67,11 @@ async def build_providers(config: GatewayConfig) -> dict[str, Provider]:
     an IdP that does not answer yet is retried on first use, never fatal here (the proxy's
     start-up check, addons/idp_startup.py, is what stops a gateway that cannot sign anyone in).
     """
-    kind = PROVIDER_TYPES.get(config.auth.provider_type)
-    if not config.auth.enabled or kind is None:
+    if not config.auth.enabled:
+        return {}
+    # Off the loop: the proxy builds its providers on first use, possibly inside a request.
+    kind = await asyncio.to_thread(provider_class, config.auth.provider_type)
+    if kind is None:
         return {}
     provider = kind(config)
     try:

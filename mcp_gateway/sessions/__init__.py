@@ -12,15 +12,19 @@ from urllib.parse import unquote, urlsplit
 
 from mcp_gateway.secretbox import SecretBox
 from mcp_gateway.sessions.base import UNCHANGED, Session, SessionStore, StoreUnavailable, session_id_for
-from mcp_gateway.sessions.redis import RedisSessionStore
 from mcp_gateway.sessions.sqlite import SqliteSessionStore
 
 __all__ = [
-    "UNCHANGED", "RedisSessionStore", "Session", "SessionStore", "SqliteSessionStore", "StoreUnavailable",
-    "open_store", "session_id_for",
+    "UNCHANGED", "Session", "SessionStore", "SqliteSessionStore", "StoreUnavailable",
+    "is_redis_url", "open_store", "session_id_for",
 ]
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def is_redis_url(url: str) -> bool:
+    """A store URL naming Redis; the registry and rate limits follow the session store there."""
+    return url.split(":", 1)[0].lower() in _REDIS_SCHEMES
 
 
 def open_store(
@@ -47,7 +51,9 @@ def open_store(
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme == "sqlite":
         return SqliteSessionStore(_sqlite_path(url, base_dir), **common)
-    if scheme in _REDIS_SCHEMES:
+    if is_redis_url(url):
+        # Imported for a Redis URL only: a gateway on SQLite never loads the client library.
+        from mcp_gateway.sessions.redis import RedisSessionStore
         return RedisSessionStore(url, **common)
     raise ValueError(
         f"session store {url!r} is not supported: use sqlite:///relative/path.db, "

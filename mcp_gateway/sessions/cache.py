@@ -31,11 +31,13 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp_gateway.sessions.base import Session, SessionStore, _session_id_or_none
-from mcp_gateway.sessions.redis import RedisSessionStore
 from mcp_gateway.sessions.sqlite import SqliteSessionStore
+
+if TYPE_CHECKING:
+    from mcp_gateway.sessions.redis import RedisSessionStore
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +145,12 @@ class RedisChanges:
             self._task = None
 
 
+def _is_redis_store(store: SessionStore) -> bool:
+    # Imported here, not at the top: only a gateway whose store is Redis loads the client library.
+    from mcp_gateway.sessions.redis import RedisSessionStore
+    return isinstance(store, RedisSessionStore)
+
+
 class CachedSessionStore:
     """`store` with `get(token)` answered from memory while its change signal allows it."""
 
@@ -151,10 +159,11 @@ class CachedSessionStore:
         self._entries: dict[str, Session] = {}
         self._generation = 0
         self._max_entries = max_entries
+        self._signal: SqliteDataVersion | RedisChanges
         if isinstance(store, SqliteSessionStore):
-            self._signal: SqliteDataVersion | RedisChanges = SqliteDataVersion(store, self._forget)
-        elif isinstance(store, RedisSessionStore):
-            self._signal = RedisChanges(store, self._forget)
+            self._signal = SqliteDataVersion(store, self._forget)
+        elif _is_redis_store(store):
+            self._signal = RedisChanges(store, self._forget)  # type: ignore[arg-type]
         else:
             raise TypeError(f"no change signal for {store!r}")
 

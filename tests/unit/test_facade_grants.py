@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mcp_gateway.oauth_grants import Grant, GrantError, Grants, new_family, verifier_matches
+from mcp_gateway.pkce import s256_challenge
 from mcp_gateway.sessions import open_store
 from tests.support.facade import pkce_pair
 
@@ -36,6 +37,11 @@ def test_pkce_s256_verifier_check():
     assert not verifier_matches(challenge, challenge)
     for malformed in ("short", "a" * 129, "ü" * 50, verifier + " "):
         assert not verifier_matches(malformed, challenge)
+
+
+def test_pkce_s256_matches_rfc_7636_appendix_b():
+    assert s256_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk") == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    assert verifier_matches("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
 
 
 async def test_a_code_redeems_once(store):

@@ -21,7 +21,6 @@ import pytest
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.group_refresh import refresh_if_due
 from mcp_gateway.providers import (
-    CognitoProvider,
     EndpointsUnavailable,
     IdentityInvalid,
     IdpIdentity,
@@ -35,6 +34,7 @@ from mcp_gateway.providers import (
     idp_endpoints,
     require_login_endpoints,
 )
+from mcp_gateway.providers.cognito import CognitoProvider
 from mcp_gateway.providers.endpoints import EndpointsMissing
 from mcp_gateway.providers.readiness import sign_in_endpoints
 from mcp_gateway.providers.oidc import OidcProvider

@@ -20,13 +20,8 @@ import pytest
 import redis
 
 from mcp_gateway.secretbox import SecretBox
-from mcp_gateway.sessions import (
-    RedisSessionStore,
-    SessionStore,
-    SqliteSessionStore,
-    StoreUnavailable,
-    open_store,
-)
+from mcp_gateway.sessions import SessionStore, SqliteSessionStore, StoreUnavailable, open_store
+from mcp_gateway.sessions.redis import RedisSessionStore
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(60)
