@@ -10,22 +10,24 @@ from __future__ import annotations
 import pytest
 
 LONGEST_FIRST = [
-    "tests/security/test_registry_surfaces.py",
+    "tests/clients/test_sdk_clients.py",
     "tests/e2e/test_upstream_oauth.py",
     "tests/e2e/test_sessions.py",
-    "tests/security/test_acceptance_probes.py",
     "tests/e2e/test_drain.py",
-    "tests/faults/test_registry_lock.py",
     "tests/e2e/test_launcher.py",
-    "tests/e2e/test_fail_closed.py",
-    "tests/faults/test_store_faults.py",
-    "tests/security/test_bodies.py",
-    "tests/clients/test_sdk_clients.py",
+    "tests/security/test_registry_surfaces.py",
     "tests/e2e/test_haproxy.py",
     "tests/security/test_facade_attacks.py",
+    "tests/e2e/test_fail_closed.py",
+    "tests/faults/test_registry_lock.py",
     "tests/faults/test_sse_store_faults.py",
     "tests/browser/test_registry_pages.py",
-    "tests/e2e/test_refusals.py",
+    "tests/security/test_bodies.py",
+    "tests/faults/test_store_faults.py",
+    "tests/security/test_registry_edits.py",
+    "tests/clients/test_inspector_cli.py",
+    "tests/faults/test_soak.py",
+    "tests/security/test_acceptance_probes.py",
 ]
 
 
