@@ -53,8 +53,15 @@ ROUTES = [
 ]
 
 
+# Starlette's own refusals: unknown routes and methods, and bodies its form parser cannot read
+# (a multipart body without a boundary, too many fields). "invalid_request" is also what an OAuth
+# client expects of /oauth/token and /oauth/revoke for a body it sent wrong.
+HTTP_ERROR_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+
 async def http_error(request: Request, exc: HTTPException) -> Response:
-    return json_error(exc.status_code, {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error"),
+    log.info("login app refused %s %s: %s %s", request.method, request.url.path, exc.status_code, exc.detail)
+    return json_error(exc.status_code, HTTP_ERROR_CODES.get(exc.status_code, "request_refused"),
                       exc.detail or "request refused")
 
 

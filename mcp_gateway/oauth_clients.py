@@ -127,6 +127,8 @@ def redirect_uri_problem(uri: object) -> str | None:
         return "a redirect URI must not contain credentials"
     if not parts.hostname:
         return f"a redirect URI needs a host: {uri!r}"
+    if parts.port == 0:
+        return f"a redirect URI's port must be 1-65535: {uri!r}"
     if parts.scheme == "https" or _loopback_http(parts):
         return None
     return f"redirect URI {uri!r} refused: use https, or http on a loopback host (127.0.0.1, [::1], localhost)"

@@ -66,6 +66,7 @@ class Grant:
     expires_at: float
     scope: str | None = None  # what the client asked for, kept for the record
     redirect_uri: str = ""    # codes only: where the code was sent
+    redirect_uri_sent: bool = True  # codes only: the authorization request named redirect_uri
     code_challenge: str = ""  # codes only
 
     def to_json(self) -> str:

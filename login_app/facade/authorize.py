@@ -92,6 +92,7 @@ async def authorize(request: Request) -> Response:
 async def _hold(request: Request, auth_request: AuthorizationRequest, session: Session) -> str:
     transaction = secrets.token_urlsafe(32)
     pending = {"client_id": auth_request.client.client_id, "redirect_uri": auth_request.redirect_uri,
+               "redirect_uri_sent": auth_request.redirect_uri_sent,
                "state": auth_request.state, "code_challenge": auth_request.code_challenge,
                "resources": list(auth_request.resources), "scope": auth_request.scope, "browser_session": session.id}
     await context(request).store.put_once(f"oauth-consent:{transaction}", json.dumps(pending), CONSENT_TTL)
@@ -179,5 +180,6 @@ async def _issue_code(request: Request, session: Session, pending: dict) -> str:
         username=session.username, provider=session.provider, groups=session.groups,
         direct_scopes=session.scopes, email=session.email, browser_session=session.id, family=new_family(),
         expires_at=time.time() + ctx.config.session.lifetime, scope=pending["scope"],
-        redirect_uri=pending["redirect_uri"], code_challenge=pending["code_challenge"])
+        redirect_uri=pending["redirect_uri"], redirect_uri_sent=pending.get("redirect_uri_sent", True),
+        code_challenge=pending["code_challenge"])
     return await Grants(ctx.store).issue_code(grant)

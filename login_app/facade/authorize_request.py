@@ -50,6 +50,7 @@ class AuthorizationRequest:
     code_challenge: str
     resources: tuple[str, ...]
     scope: str | None
+    redirect_uri_sent: bool  # named in the request (else the only registered one): the token request must name it too
 
 
 def redirect_with(redirect_uri: str, public_url: str, state: str | None, **params: str) -> str:
@@ -78,7 +79,8 @@ async def read_authorization_request(params: QueryParams, clients: ClientRegistr
         if state is not None and (len(state) > MAX_STATE_LENGTH or not state.isprintable()):
             raise OAuthError("invalid_request", "state is too long or not printable")
         return AuthorizationRequest(client, redirect_uri, state, _code_challenge(params),
-                                    _resources(params, public_url, known_servers), _scope(params))
+                                    _resources(params, public_url, known_servers), _scope(params),
+                                    redirect_uri_sent=requested_uri is not None)
     except OAuthError as e:
         raise RefusedToClient(redirect_uri, state, e.error, e.description) from None
 

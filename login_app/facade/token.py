@@ -73,8 +73,11 @@ async def _from_code(grants: Grants, client: OAuthClient, form: FormData) -> Gra
     grant = await grants.redeem_code(code)  # spent now, whatever follows: a wrong verifier cannot be retried
     if grant.client_id != client.client_id:
         raise GrantError("invalid_grant", "the authorization code was issued to another client")
-    implicit = redirect_uri is None and client.redirect_uris == (grant.redirect_uri,)
-    if redirect_uri != grant.redirect_uri and not implicit:
+    # RFC 6749 §4.1.3: required, and identical, when the authorization request named it; when that
+    # request relied on the client's only registered URI, it may be left out here too.
+    if redirect_uri is None and grant.redirect_uri_sent:
+        raise GrantError("invalid_grant", "redirect_uri is required: the authorization request named one")
+    if redirect_uri is not None and redirect_uri != grant.redirect_uri:
         raise GrantError("invalid_grant", "redirect_uri differs from the one of the authorization request")
     if verifier is None or not verifier_matches(verifier, grant.code_challenge):
         raise GrantError("invalid_grant", "PKCE verification failed: code_verifier does not match code_challenge")

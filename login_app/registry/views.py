@@ -15,13 +15,16 @@ from mcp_gateway.scopes import REGISTRY_ADMIN
 from .viewer import Viewer
 
 EDIT_FIELDS = ("description", "sse_path", "streamable_path")  # with mcp:server:{s}:edit
-ADMIN_EDIT_FIELDS = ("url",)                                 # with mcp:registry:admin only
+URL_FIELDS = ("url",)  # the admin; an editor where [gateway] editor_upstream_hosts lists hosts
 
 
 def editable_fields(viewer: Viewer, server: str) -> tuple[str, ...]:
+    """The fields the edit form offers. For an editor's `url` the value decides, as in the
+    registry API (mcp_gateway/registry_fields.py): a host not on the list is refused on save."""
     if not may(viewer.scopes, "edit", server):
         return ()
-    return EDIT_FIELDS + (ADMIN_EDIT_FIELDS if REGISTRY_ADMIN in viewer.scopes else ())
+    url_editable = REGISTRY_ADMIN in viewer.scopes or bool(viewer.ctx.config.editor_upstream_hosts)
+    return EDIT_FIELDS + (URL_FIELDS if url_editable else ())
 
 
 def _user(viewer: Viewer) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from tests.support.login import cookie_header, login_local
 from tests.support.mcp_clients import ACCEPT
 from tests.support.processes import free_port
 from tests.support.recorder import recording_upstream
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -164,6 +165,29 @@ def test_url_changes_need_the_admin_unless_the_host_is_allow_listed(setup, upstr
         restored = send(gw, headers, "admin", "PATCH", "/api/servers/recorder", {"url": recorder.url})
         assert restored.status_code == 200
     assert_nothing_leaked(recorder, allowed)
+
+
+def page_edit(gw, headers, user: str, form: dict) -> httpx.Response:
+    html = httpx.get(f"{gw.url}/", headers=headers[user], timeout=10).text  # eddy may edit, not read: no cards
+    csrf = html.split('name="csrf_token" value="')[1].split('"')[0]
+    return httpx.post(f"{gw.url}/registry/servers/recorder/edit", data={**form, "csrf_token": csrf},
+                      headers={**headers[user], "origin": gw.url}, timeout=10)
+
+
+def test_the_edit_page_takes_an_editors_url_by_the_same_host_rule(setup, upstream_sse_answers):
+    gw, headers, recorder, allowed = setup
+    before = entry(gw, headers)
+    for url in [upstream_sse_answers.url, f"http://127.0.0.1:{gw.port}", f"http://localhost:{allowed.port}"]:
+        refused = page_edit(gw, headers, "eddy", {"url": url})
+        assert refused.status_code == 403 and "mcp:registry:admin" in refused.json()["message"], (url, refused.text)
+    assert entry(gw, headers) == before
+    moved = page_edit(gw, headers, "eddy", {"url": f"http://127.0.0.1:{allowed.port}"})
+    try:
+        assert moved.status_code == 303 and "done=saved" in moved.headers["location"], moved.headers.get("location")
+        # the login app wrote it; the proxy re-reads the registry state within a second
+        wait_until(lambda: entry(gw, headers)["url"] == f"http://127.0.0.1:{allowed.port}", 10, "the proxy sees the edit")
+    finally:
+        assert send(gw, headers, "admin", "PATCH", "/api/servers/recorder", {"url": recorder.url}).status_code == 200
 
 
 ENABLED_BODIES = [

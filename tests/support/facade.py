@@ -56,22 +56,25 @@ class Facade:
         return response.json()
 
     def authorize_url(self, client: dict, resource: str | None, challenge: str, *, state: str = "st",
-                      redirect_uri: str = REDIRECT_URI, **extra: str) -> str:
+                      redirect_uri: str | None = REDIRECT_URI, **extra: str) -> str:
+        """`redirect_uri=None`: the request leaves it out (the client's only registered one is used)."""
         params = {"response_type": "code", "client_id": client["client_id"], "redirect_uri": redirect_uri,
                   "state": state, "code_challenge": challenge, "code_challenge_method": "S256", **extra}
+        if redirect_uri is None:
+            del params["redirect_uri"]
         if resource is not None:
             params["resource"] = resource
         return f"{self.http.base_url.join('/oauth/authorize')}?{urlencode(params)}"
 
     async def authorize(self, client: dict, resource: str, username: str, password: str, *, consent: str = "allow",
-                        redirect_uri: str = REDIRECT_URI) -> Authorized:
+                        redirect_uri: str | None = REDIRECT_URI) -> Authorized:
         verifier, challenge = pkce_pair()
         state = secrets.token_urlsafe(8)
         url = self.authorize_url(client, resource, challenge, state=state, redirect_uri=redirect_uri)
-        stop_at = redirect_uri.split("?")[0]
-        callback = await headless_authorize(self.http, url, username, password, stop_at_prefix=stop_at,
+        sent_to = redirect_uri or client["redirect_uris"][0]
+        callback = await headless_authorize(self.http, url, username, password, stop_at_prefix=sent_to.split("?")[0],
                                             consent_action=consent)
-        return Authorized(callback, verifier, redirect_uri, state)
+        return Authorized(callback, verifier, sent_to, state)
 
     async def token(self, form: dict, **kwargs) -> httpx.Response:
         return await self.http.post("/oauth/token", data=form, **kwargs)

@@ -28,6 +28,7 @@ REFUSED = [
     "https:///cb", "https://app.example/c b", "https://app.example/\tcb", "https://app.example\\@evil.example/",
     "https://app.example:0x1bb/cb", "https://app.example/é", "https://app.example/cb\r\nSet-Cookie: x=1",
     "https://" + "a" * 2000 + ".example/", 42, None,
+    "http://127.0.0.1:0/cb", "http://[::1]:00/cb", "https://app.example:0/cb", "http://127.0.0.1:65536/cb",
 ]
 
 
@@ -58,6 +59,7 @@ def test_other_redirect_uris_are_refused(uri):
     ("http://127.0.0.1:9/cb", "http://127.0.0.1:5000/cb#x", False),
     ("http://127.0.0.1:9/cb", "http://x@127.0.0.1:5000/cb", False),
     ("http://127.0.0.1:9/cb", "https://127.0.0.1:9/cb", False),
+    ("http://127.0.0.1:9/cb", "http://127.0.0.1:0/cb", False),
 ])
 def test_redirect_uris_match_exactly_except_a_loopback_port(registered, requested, matches):
     assert redirect_uri_matches(registered, requested) is matches

@@ -113,6 +113,43 @@ async def test_code_flow_then_refresh_rotates_and_a_reused_refresh_token_revokes
     assert (await facade.refresh(client, second["refresh_token"])).json()["error"] == "invalid_grant"
 
 
+def code_form(client: dict, grant, redirect_uri: str | None) -> dict[str, str]:
+    form = {"grant_type": "authorization_code", "code": grant.code, "client_id": client["client_id"],
+            "code_verifier": grant.verifier}
+    return form if redirect_uri is None else {**form, "redirect_uri": redirect_uri}
+
+
+@pytest.mark.parametrize("at_token", [None, REDIRECT_URI + "x", "http://127.0.0.1:10/callback"])
+async def test_a_redirect_uri_named_at_authorize_is_required_and_identical_at_token(facade, at_token):
+    client = await facade.register()  # one registered redirect URI
+    grant = await facade.authorize(client, RESOURCE, "admin", PASSWORD)
+
+    refused = await facade.token(code_form(client, grant, at_token))
+
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant", refused.text
+    assert "redirect_uri" in refused.json()["error_description"]
+
+
+@pytest.mark.parametrize("at_token", [None, REDIRECT_URI])
+async def test_a_redirect_uri_left_out_at_authorize_may_be_left_out_or_repeated_at_token(facade, at_token):
+    client = await facade.register()
+    grant = await facade.authorize(client, RESOURCE, "admin", PASSWORD, redirect_uri=None)
+    assert str(grant.callback).startswith(REDIRECT_URI)
+
+    redeemed = await facade.token(code_form(client, grant, at_token))
+
+    assert redeemed.status_code == 200, redeemed.text
+
+
+async def test_a_redirect_uri_left_out_at_authorize_cannot_differ_at_token(facade):
+    client = await facade.register()
+    grant = await facade.authorize(client, RESOURCE, "admin", PASSWORD, redirect_uri=None)
+
+    refused = await facade.token(code_form(client, grant, REDIRECT_URI + "x"))
+
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant", refused.text
+
+
 async def test_a_confidential_client_authenticates_with_its_secret(facade, http):
     client = await facade.register(token_endpoint_auth_method="client_secret_basic")
     assert client["client_secret"] and client["token_endpoint_auth_method"] == "client_secret_basic"
@@ -167,3 +204,15 @@ async def test_registrations_per_client_address_are_limited(facade, http, monkey
     third = await http.post("/oauth/register", json={"redirect_uris": [REDIRECT_URI]})
 
     assert third.status_code == 429 and third.json()["error"] == "too_many_requests"
+
+
+@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/revoke", "/oauth/login/local"])
+@pytest.mark.parametrize("content_type", ["multipart/form-data", "multipart/form-data; boundary=",
+                                          "multipart/form-data; boundary=b; boundary=c"])
+async def test_a_form_the_parser_cannot_read_is_a_json_invalid_request(http, path, content_type):
+    answer = await http.post(path, content=b"--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--b--\r\n",
+                             headers={"content-type": content_type, "origin": f"http://127.0.0.1:{PORT}"})
+
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["content-type"].startswith("application/json")
+    assert answer.json()["error"] == "invalid_request"
