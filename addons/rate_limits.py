@@ -84,10 +84,13 @@ class RateLimits:
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live or self.limiter is None:
             return
-        found: Route | None = state_of(flow).route
-        identity: Identity | None = state_of(flow).identity
+        state = state_of(flow)
+        found: Route | None = state.route
+        identity: Identity | None = state.identity
         if found is None or not found.is_mcp or identity is None:
             return
+        if state.server_problem is not None:
+            return  # no server (or a disabled one): refused later; a bucket per made-up name would be unbounded
         limits = self.limiter.limits
         key = limit_key(caller_of(flow, identity), found.server or "")
         try:

@@ -24,6 +24,7 @@ from .sessions import is_redis_url
 STREAM_LEASE_TTL = 30.0
 STREAM_LEASE_RENEW = 10.0
 KEY_PREFIX = "mcpgw:rate:"
+MAX_MEMORY_BUCKETS = 100_000  # past this many, the memory limiter forgets the buckets that refilled
 
 
 class RateLimitStoreUnavailable(Exception):
@@ -82,15 +83,26 @@ class MemoryRateLimiter(RateLimiter):
     limits: RateLimitsConfig
     buckets: dict[str, Bucket] = field(default_factory=dict)
     streams: dict[str, set[str]] = field(default_factory=dict)
+    forget_at: int = MAX_MEMORY_BUCKETS
 
     async def take(self, key: str) -> float:
         now = time.monotonic()
         capacity = capacity_of(self.limits)
         bucket = self.buckets.setdefault(key, Bucket(capacity, now))
         wait = bucket.take(now, self.limits.requests_per_second, capacity)
-        if len(self.buckets) > 100_000:  # forget full buckets: they behave exactly like new ones
-            self.buckets = {k: b for k, b in self.buckets.items() if b.tokens < capacity}
+        if len(self.buckets) > self.forget_at:
+            self._forget_full(now, capacity)
         return wait
+
+    def _forget_full(self, now: float, capacity: int) -> None:
+        """Forget the buckets that have refilled by now: they behave exactly like new ones. (A
+        bucket's `tokens` are as of its last take, so they must be brought up to now first.)"""
+        rate = self.limits.requests_per_second
+        self.buckets = {key: bucket for key, bucket in self.buckets.items()
+                        if bucket.tokens + max(0.0, now - bucket.updated) * rate < capacity}
+        # Buckets still filling stay; the next sweep waits until there are twice as many, so a
+        # flood of fresh keys costs each request O(1) on average, not a sweep of them all.
+        self.forget_at = max(MAX_MEMORY_BUCKETS, 2 * len(self.buckets))
 
     async def open_stream(self, key: str, stream: str) -> bool:
         held = self.streams.setdefault(key, set())
