@@ -96,3 +96,18 @@ def client_address(request: Request) -> str:
     return peer or "unknown"
 
 
+def throttled_address(address: str) -> str:
+    """What a per-address limit counts: an IPv6 client by its /64 (one subscriber's network —
+    every address in it is theirs to use), an IPv4-mapped IPv6 address as the IPv4 address
+    it is; anything else as written."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip.packed, 64), strict=False))
+    return str(ip)
+
+

@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from mcp_gateway.redirects import safe_next
 from mcp_gateway.sessions import StoreUnavailable
 
-from .context import client_address, context
+from .context import client_address, context, throttled_address
 from .cookies import set_session_cookie
 from .origin import foreign_origin
 from .pages import DEFAULT_LANDING, render_login
@@ -43,7 +43,7 @@ async def local_login(request: Request) -> Response:
     # before the first failure is counted. A success takes its attempt back (the username's
     # count starts over, the address keeps only its failures). Past a limit, that username
     # (or address) waits out the window.
-    user_key, address_key = f"login-fail:user:{username}", f"login-fail:addr:{address}"
+    user_key, address_key = f"login-fail:user:{username}", f"login-fail:addr:{throttled_address(address)}"
     try:
         limits = {user_key: MAX_FAILURES_PER_USER, address_key: MAX_FAILURES_PER_ADDRESS}
         if not await ctx.store.admit(limits, FAILURE_WINDOW):

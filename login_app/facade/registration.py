@@ -16,7 +16,7 @@ from mcp_gateway.oauth_errors import OAuthError
 from mcp_gateway.sessions import StoreUnavailable
 from mcp_gateway.strict_json import BodyRejected, load_strict_json
 
-from ..context import client_address, context
+from ..context import client_address, context, throttled_address
 from .clients import client_registry
 from .oauth_http import oauth_error, oauth_json
 
@@ -53,7 +53,7 @@ async def _registration(request: Request) -> tuple[OAuthClient, str | None]:
         raise OAuthError("invalid_client_metadata", f"the body is not JSON read one way only: {problem.reason}") from None
     client, secret = parse_registration(metadata)
     try:
-        if await store.hit(f"oauth-register:{address}", WINDOW) > MAX_REGISTRATIONS_PER_ADDRESS:
+        if await store.hit(f"oauth-register:{throttled_address(address)}", WINDOW) > MAX_REGISTRATIONS_PER_ADDRESS:
             log.warning("auth: client registration throttled for client %s", address)
             raise OAuthError("too_many_requests", "too many registrations; wait and retry", 429,
                              {"retry-after": str(int(WINDOW))})

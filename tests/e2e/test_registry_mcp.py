@@ -19,7 +19,7 @@ from tests.support.accounts import account_hash
 from mcp_gateway.registry_caller import CALLER_HEADER
 from tests.e2e.conftest import ADMIN_PASSWORD, test_policy_dir, wait_for_login_app
 from tests.support.gateway import run_gateway, server_entry
-from tests.support.login import cookie_header, login_local
+from tests.support.login import cookie_header, login_app_url, login_local
 from tests.security.hostile import sse_stream
 from tests.support.mcp_clients import ACCEPT, INIT, session_for
 from tests.support.processes import free_port
@@ -201,14 +201,10 @@ def test_a_stream_ends_when_its_client_goes_away(registry_gateway):
                .status_code == 404, 20, "the closed stream's session is gone")
 
 
-def _login_app_url(gw) -> str:
-    return re.search(r"login app started \(pid \d+\) on (http://127\.0\.0\.1:\d+)", gw.log).group(1)
-
-
 @pytest.mark.parametrize("header", [None, "", "not-signed", "e30.0000", "e30." + "0" * 64])
 def test_the_login_app_serves_the_registry_stream_only_to_the_gateway(registry_gateway, header):
     """A local process calling the login app's port directly, with no or a forged caller header."""
-    base = _login_app_url(registry_gateway) + "/_gateway/registry-mcp"
+    base = login_app_url(registry_gateway) + "/_gateway/registry-mcp"
     headers = {} if header is None else {CALLER_HEADER: header}
     assert httpx.get(f"{base}/sse", headers=headers, timeout=10).status_code == 403
     posted = httpx.post(f"{base}/messages/?session_id={uuid.uuid4().hex}", json=INIT, headers=headers, timeout=10)

@@ -15,7 +15,7 @@ from mcp_gateway.config import RateLimitsConfig
 from mcp_gateway.rate_limits import KEY_PREFIX, MAX_MEMORY_BUCKETS, MemoryRateLimiter, capacity_of
 from tests.e2e.conftest import DANA_PASSWORD, local_accounts, test_policy_dir, wait_for_login_app
 from tests.support.gateway import run_gateway, server_entry
-from tests.support.login import cookie_header, login_local
+from tests.support.login import cookie_header, login_app_url, login_local
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_until
 
@@ -105,3 +105,39 @@ def test_memory_limiter_forgets_refilled_buckets_and_keeps_refilling_ones(limits
     asyncio.run(limiter.take("busy"))  # one more caller: past the limit, the sweep runs
     assert len(limiter.buckets) <= 2, f"{len(limiter.buckets)} buckets kept after they refilled"
     assert "busy" in limiter.buckets, "a bucket still refilling must not be forgotten (its caller would start full)"
+
+
+# -- the per-address login limit counts what one client can be -----------------------------------
+
+ADDRESS_SPELLINGS = [  # (id, 20 failing attempts from, then a probe from: the same client, another spelling)
+    ("ipv6 interface ids of one /64", [f"2001:db8:a::{i:x}" for i in range(1, 21)], "2001:db8:a::ffff:ffff:ffff:ffff"),
+    ("ipv6 spelled out, capitals", [f"2001:0DB8:000B:0000:{i:04X}:0000:0000:0001" for i in range(1, 21)],
+     "2001:db8:b::beef"),
+    ("ipv4 then its ipv4-mapped ipv6", ["198.51.100.7"] * 20, "::ffff:198.51.100.7"),
+    ("ipv4-mapped ipv6 then ipv4", ["::ffff:c633:6408"] * 20, "198.51.100.8"),
+]
+NEIGHBOURS = {  # per case: a different client, which must not be locked out
+    "ipv6 interface ids of one /64": "2001:db8:a:1::1", "ipv6 spelled out, capitals": "2001:db8:b:1::1",
+    "ipv4 then its ipv4-mapped ipv6": "198.51.100.70", "ipv4-mapped ipv6 then ipv4": "198.51.100.80",
+}
+
+
+@pytest.mark.parametrize("attempts,probe", [(a, p) for _, a, p in ADDRESS_SPELLINGS],
+                         ids=[case for case, _, _ in ADDRESS_SPELLINGS])
+def test_one_client_cannot_escape_the_per_address_login_limit_by_its_address_spelling(limited_gateway, request,
+                                                                                       attempts, probe):
+    """The login app counts failures per client address as the gateway tells it (X-Forwarded-For,
+    written from the connection's peer, so sent here to the login app on loopback as the gateway
+    would). An IPv6 client holds a whole /64 — 2^64 addresses — and got 20 guesses from each."""
+    gw = limited_gateway
+    case = request.node.callspec.id
+    url = login_app_url(gw) + "/oauth/login/local"
+
+    def guess(address: str, n: int) -> httpx.Response:
+        return httpx.post(url, data={"username": f"nobody-{case}-{n}", "password": "guess"},
+                          headers={"origin": gw.url, "x-forwarded-for": address}, timeout=15)
+
+    assert [guess(address, n).status_code for n, address in enumerate(attempts)] == [401] * 20
+    throttled = guess(probe, 20)
+    assert throttled.status_code == 429 and throttled.headers["retry-after"] == "300", throttled.status_code
+    assert guess(NEIGHBOURS[case], 21).status_code == 401, "another client was locked out"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from mcp_gateway.identity import SESSION_COOKIE
@@ -44,6 +46,11 @@ def wait_for_login_app(gw, timeout: float = 30) -> None:
         wait_until(healthy, timeout, "the login app comes up")
     except AssertionError as e:
         raise TimeoutError(f"{e}:\n{gw.log[-3000:]}") from None
+
+
+def login_app_url(gw) -> str:
+    """Where the gateway's supervisor started the login app (it listens on loopback)."""
+    return re.search(r"login app started \(pid \d+\) on (http://127\.0\.0\.1:\d+)", gw.log).group(1)
 
 
 def cookie_header(token: str) -> dict[str, str]:
