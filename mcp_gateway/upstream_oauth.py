@@ -71,9 +71,10 @@ class TokenSet:
     expires_at: float | None = None
     obtained_at: float = 0.0
     scope: str | None = None
+    upstream: str | None = None  # the origin of the server's url when connected: the token goes nowhere else
 
     def __repr__(self) -> str:
-        return f"TokenSet(<hidden>, expires_at={self.expires_at}, scope={self.scope!r})"
+        return f"TokenSet(<hidden>, expires_at={self.expires_at}, scope={self.scope!r}, upstream={self.upstream!r})"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -81,7 +82,7 @@ class TokenSet:
     @classmethod
     def from_json(cls, text: str) -> TokenSet:
         data = json.loads(text)
-        return cls(**{k: data.get(k) for k in ("access_token", "refresh_token", "expires_at", "scope")},
+        return cls(**{k: data.get(k) for k in ("access_token", "refresh_token", "expires_at", "scope", "upstream")},
                    obtained_at=float(data.get("obtained_at") or 0.0))
 
     def due_for_refresh(self, now: float) -> bool:
@@ -153,11 +154,11 @@ class UpstreamOAuth:
             raise UpstreamOAuthError(f"server {self.server.name}: cannot reach it to discover its "
                                      f"authorization server: {type(e).__name__}") from None
         parts = urlsplit(endpoint)
-        base, origin = f"{parts.scheme}://{parts.netloc}", _origin(endpoint)
+        base, origin = f"{parts.scheme}://{parts.netloc}", url_origin(endpoint)
         candidates += [f"{base}/.well-known/oauth-protected-resource{parts.path.rstrip('/')}",
                        f"{base}/.well-known/oauth-protected-resource"]
         for url in candidates:
-            if _origin(url) != origin:
+            if url_origin(url) != origin:
                 # An upstream chooses this URL: never let it make the gateway fetch another host.
                 log.warning("server %s: its 401 names protected-resource metadata on another origin; ignored",
                             self.server.name)
@@ -166,7 +167,7 @@ class UpstreamOAuth:
             if document is None:
                 continue
             resource = document.get("resource")
-            if not isinstance(resource, str) or _origin(resource) != origin:
+            if not isinstance(resource, str) or url_origin(resource) != origin:
                 # RFC 9728 §3.3: metadata for another resource must not be used.
                 raise UpstreamOAuthError(f"server {self.server.name}: the protected-resource metadata at {url} "
                                          f"is for {str(resource)[:200]!r}, not for a resource on {origin}")
@@ -306,7 +307,7 @@ class UpstreamOAuth:
             return TokenSet(
                 access_token=access, refresh_token=checked_token(refresh, "refresh_token") if refresh else None,
                 expires_at=now + expires_in if expires_in is not None else None,
-                obtained_at=now, scope=_str_or_none(document.get("scope")),
+                obtained_at=now, scope=_str_or_none(document.get("scope")), upstream=url_origin(self.server.url),
             )
         except UnusableTokenAnswer as e:
             raise UpstreamOAuthError(f"server {self.server.name}: unusable token answer: {e}") from None
@@ -332,7 +333,7 @@ def _endpoints_from(document: dict[str, Any], resource: str | None) -> Endpoints
                      revocation_endpoint=_str_or_none(document.get("revocation_endpoint")), resource=resource)
 
 
-def _origin(url: str) -> str:
+def url_origin(url: str) -> str:
     parts = urlsplit(url)
     default = {"http": 80, "https": 443}.get(parts.scheme)
     try:

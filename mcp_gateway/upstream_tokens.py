@@ -11,6 +11,7 @@ connects again). Logout does not touch the vault: a connection outlives a browse
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import weakref
@@ -18,7 +19,7 @@ from collections.abc import Iterable
 
 from .secretbox import SecretBox, SecretBoxError
 from .sessions import SessionStore
-from .upstream_oauth import GrantRefused, TokenSet, UpstreamOAuth, UpstreamOAuthError
+from .upstream_oauth import GrantRefused, TokenSet, UpstreamOAuth, UpstreamOAuthError, url_origin
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,7 @@ class TokenVault:
         """The upstream refused the access token: refresh it before the next use."""
         sealed, tokens = await self._read(owner, server)
         if sealed is not None and tokens is not None and tokens.refresh_token:
-            await self._replace(owner, server, sealed, TokenSet(tokens.access_token, tokens.refresh_token,
-                                                                expires_at=0.0, obtained_at=0.0, scope=tokens.scope))
+            await self._replace(owner, server, sealed, dataclasses.replace(tokens, expires_at=0.0, obtained_at=0.0))
         elif tokens is not None:
             await self.forget(owner, server)
 
@@ -102,6 +102,12 @@ class TokenVault:
         server is down) and the access token has expired; StoreUnavailable from the store."""
         server = oauth.server.name
         tokens = await self.get(owner, server)
+        if tokens is not None and tokens.upstream is not None and tokens.upstream != url_origin(oauth.server.url):
+            # The server's url was edited since the user connected: the token is for the service
+            # that was there, never for whatever is there now (docs/end-to-end-tokens.md).
+            log.warning("upstream tokens of %s for server %s are for %s, not for its url now; not sent", owner,
+                        server, tokens.upstream)
+            return None
         if tokens is None or not tokens.due_for_refresh(time.time()):
             return tokens
         key = vault_key(owner, server)
@@ -137,6 +143,7 @@ class TokenVault:
             log.warning("upstream token refresh failed for %s on server %s (%s); the current token is used "
                         "until it expires", owner, server, e)
             return tokens
+        fresh = dataclasses.replace(fresh, upstream=tokens.upstream or fresh.upstream)
         if await self._replace(owner, server, sealed, fresh):
             log.info("upstream token refreshed for %s on server %s", owner, server)
             return fresh

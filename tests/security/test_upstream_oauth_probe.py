@@ -229,3 +229,45 @@ def test_a_disconnect_during_a_refresh_in_flight_stays_disconnected(gw, sessions
         auth_server.release.set()
     assert not connection(gw, token)["connected"], how
     assert call(gw, token).json()["error"]["code"] == -32042
+
+
+def set_url(gw, sessions, url: str) -> None:
+    moved = httpx.patch(f"{gw.url}/api/servers/svc", json={"url": url}, headers=cookie_header(sessions["admin"]),
+                        timeout=15)
+    assert moved.status_code == 200, moved.text[:300]
+
+
+MOVES = {  # where a registry edit points the server, and whether that is still the service the user connected
+    "another-port": (lambda rec, elsewhere: elsewhere.url, False),
+    "another-host-name": (lambda rec, elsewhere: f"http://localhost:{rec.port}", False),
+    "another-port-dot-path": (lambda rec, elsewhere: f"http://127.0.0.1:{elsewhere.port}/sub/..", False),
+    "same-origin-another-path": (lambda rec, elsewhere: f"{rec.url}/v2", True),
+}
+
+
+@pytest.mark.parametrize("case", list(MOVES))
+def test_a_users_token_never_follows_its_server_to_another_upstream(gw, sessions, auth_server, recorder, case):
+    """A registry edit of `url` (the registry admin, or an editor within editor_upstream_hosts) must not
+    turn every connected user's token for the service into a present for the new upstream."""
+    from tests.support.recorder import recording_upstream
+    token = sessions["ann"]
+    disconnect(gw, token)
+    auth_server.plan({**GOOD, "access_token": f"ann-token-{case}"})
+    assert connect(gw, token).status_code == 303
+    with recording_upstream() as elsewhere:
+        where, same_service = MOVES[case][0](recorder, elsewhere), MOVES[case][1]
+        set_url(gw, sessions, where)
+        try:
+            before = len(recorder.requests)
+            answer = call(gw, token)
+            seen = [r.headers.get("authorization", "") for r in [*elsewhere.requests, *recorder.requests[before:]]]
+        finally:
+            set_url(gw, sessions, recorder.url)
+    if same_service:
+        assert seen == [f"Bearer ann-token-{case}"], seen
+    else:
+        assert all(f"ann-token-{case}" not in value for value in seen), seen
+        assert answer.json()["error"]["code"] == -32042, answer.text[:300]
+    # Back on the service it was connected to, the connection works again.
+    assert call(gw, token).status_code == 200
+    assert recorder.requests[-1].headers["authorization"] == f"Bearer ann-token-{case}"
