@@ -251,9 +251,17 @@ def test_a_users_token_never_follows_its_server_to_another_upstream(gw, sessions
     turn every connected user's token for the service into a present for the new upstream."""
     from tests.support.recorder import recording_upstream
     token = sessions["ann"]
-    disconnect(gw, token)
-    auth_server.plan({**GOOD, "access_token": f"ann-token-{case}"})
-    assert connect(gw, token).status_code == 303
+
+    def connected_and_used() -> bool:
+        # The login app reads registry edits by polling: until it has seen the previous case's url
+        # restored, it records that one for the connection, which the gateway then rightly refuses.
+        disconnect(gw, token)
+        auth_server.plan({**GOOD, "access_token": f"ann-token-{case}"})
+        assert connect(gw, token).status_code == 303
+        answer = call(gw, token)
+        return answer.status_code == 200 and "error" not in answer.json()
+
+    wait_until(connected_and_used, timeout=20, message="a connection made for the server's url")
     with recording_upstream() as elsewhere:
         where, same_service = MOVES[case][0](recorder, elsewhere), MOVES[case][1]
         set_url(gw, sessions, where)
