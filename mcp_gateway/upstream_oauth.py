@@ -23,15 +23,17 @@ from urllib.parse import quote, urlencode, urlsplit
 import httpx
 
 from .config import ServerConfig
-from .credentials import CredentialProblem, check_value
+from .credentials import CredentialProblem
 from .pkce import s256_challenge
 from .secretbox import SecretBox, SecretBoxError
 from .sessions import SessionStore
 from .upstream_oauth_config import UpstreamOAuthSettings
+from .upstream_token_answer import UnusableTokenAnswer, checked_token, checked_token_type, expires_in_seconds
 
 log = logging.getLogger(__name__)
 
 HTTP_TIMEOUT = 10.0
+MAX_ANSWER_BYTES = 1024 * 1024
 REGISTRATION_KEPT_FOR = 365 * 24 * 3600.0
 _RESOURCE_METADATA = "resource_metadata="
 
@@ -69,9 +71,10 @@ class TokenSet:
     expires_at: float | None = None
     obtained_at: float = 0.0
     scope: str | None = None
+    upstream: str | None = None  # the origin of the server's url when connected: the token goes nowhere else
 
     def __repr__(self) -> str:
-        return f"TokenSet(<hidden>, expires_at={self.expires_at}, scope={self.scope!r})"
+        return f"TokenSet(<hidden>, expires_at={self.expires_at}, scope={self.scope!r}, upstream={self.upstream!r})"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -79,7 +82,7 @@ class TokenSet:
     @classmethod
     def from_json(cls, text: str) -> TokenSet:
         data = json.loads(text)
-        return cls(**{k: data.get(k) for k in ("access_token", "refresh_token", "expires_at", "scope")},
+        return cls(**{k: data.get(k) for k in ("access_token", "refresh_token", "expires_at", "scope", "upstream")},
                    obtained_at=float(data.get("obtained_at") or 0.0))
 
     def due_for_refresh(self, now: float) -> bool:
@@ -144,18 +147,18 @@ class UpstreamOAuth:
         probe = {"jsonrpc": "2.0", "id": "mcp-gateway-probe", "method": "ping"}
         candidates: list[str] = []
         try:
-            answer = await self._http.post(endpoint, json=probe,
-                                           headers={"accept": "application/json, text/event-stream"})
-            candidates += _resource_metadata_urls(answer.headers.get_list("www-authenticate"))
+            async with self._http.stream("POST", endpoint, json=probe,
+                                         headers={"accept": "application/json, text/event-stream"}) as answer:
+                candidates += _resource_metadata_urls(answer.headers.get_list("www-authenticate"))  # body unread
         except httpx.HTTPError as e:
             raise UpstreamOAuthError(f"server {self.server.name}: cannot reach it to discover its "
                                      f"authorization server: {type(e).__name__}") from None
         parts = urlsplit(endpoint)
-        base, origin = f"{parts.scheme}://{parts.netloc}", _origin(endpoint)
+        base, origin = f"{parts.scheme}://{parts.netloc}", url_origin(endpoint)
         candidates += [f"{base}/.well-known/oauth-protected-resource{parts.path.rstrip('/')}",
                        f"{base}/.well-known/oauth-protected-resource"]
         for url in candidates:
-            if _origin(url) != origin:
+            if url_origin(url) != origin:
                 # An upstream chooses this URL: never let it make the gateway fetch another host.
                 log.warning("server %s: its 401 names protected-resource metadata on another origin; ignored",
                             self.server.name)
@@ -164,7 +167,7 @@ class UpstreamOAuth:
             if document is None:
                 continue
             resource = document.get("resource")
-            if not isinstance(resource, str) or _origin(resource) != origin:
+            if not isinstance(resource, str) or url_origin(resource) != origin:
                 # RFC 9728 §3.3: metadata for another resource must not be used.
                 raise UpstreamOAuthError(f"server {self.server.name}: the protected-resource metadata at {url} "
                                          f"is for {str(resource)[:200]!r}, not for a resource on {origin}")
@@ -188,17 +191,26 @@ class UpstreamOAuth:
         raise UpstreamOAuthError(f"server {self.server.name}: no authorization-server metadata for {issuer}")
 
     async def _get_json(self, url: str) -> dict[str, Any] | None:
+        status, document = await self._exchange("GET", url)
+        return document if status == 200 and isinstance(document, dict) else None
+
+    async def _exchange(self, method: str, url: str, **kwargs: Any) -> tuple[int, Any]:
+        """The status and the JSON answer (None when not JSON), read up to MAX_ANSWER_BYTES:
+        these servers may be chosen by an upstream, and a larger answer is refused unread."""
         try:
-            response = await self._http.get(url, headers={"accept": "application/json"})
+            async with self._http.stream(method, url, headers={"accept": "application/json"}, **kwargs) as response:
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_ANSWER_BYTES:
+                        raise UpstreamOAuthError(f"server {self.server.name}: {url} answered more than "
+                                                 f"{MAX_ANSWER_BYTES} bytes")
         except httpx.HTTPError as e:
             raise UpstreamOAuthError(f"server {self.server.name}: {url}: {type(e).__name__}") from None
-        if response.status_code != 200:
-            return None
         try:
-            document = response.json()
+            return response.status_code, json.loads(bytes(body))
         except ValueError:
-            return None
-        return document if isinstance(document, dict) else None
+            return response.status_code, None
 
     # -- the gateway as a client -----------------------------------------------------------
 
@@ -287,35 +299,28 @@ class UpstreamOAuth:
             form["resource"] = endpoints.resource
         document = await self._post(endpoints.token_endpoint, form=_with_client(form, client), auth=_basic(client))
         try:
-            access = check_value(str(document["access_token"]))
+            access = checked_token(document.get("access_token"), "access_token")
             refresh = document.get("refresh_token") or old_refresh
-            expires_in = document.get("expires_in")
+            checked_token_type(document.get("token_type"))
+            expires_in = expires_in_seconds(document.get("expires_in"))
             now = time.time()
             return TokenSet(
-                access_token=access, refresh_token=check_value(str(refresh)) if refresh else None,
-                expires_at=now + float(expires_in) if isinstance(expires_in, (int, float)) else None,
-                obtained_at=now, scope=_str_or_none(document.get("scope")),
+                access_token=access, refresh_token=checked_token(refresh, "refresh_token") if refresh else None,
+                expires_at=now + expires_in if expires_in is not None else None,
+                obtained_at=now, scope=_str_or_none(document.get("scope")), upstream=url_origin(self.server.url),
             )
-        except (KeyError, CredentialProblem, ValueError) as e:
-            raise UpstreamOAuthError(f"server {self.server.name}: unusable token answer ({type(e).__name__})") from None
+        except UnusableTokenAnswer as e:
+            raise UpstreamOAuthError(f"server {self.server.name}: unusable token answer: {e}") from None
 
     async def _post(self, url: str, *, form: dict[str, str] | None = None, json_body: Any = None,
                     auth: httpx.BasicAuth | None = None, expect: tuple[int, ...] = (200,)) -> dict[str, Any]:
-        try:
-            response = await self._http.post(url, data=form, json=json_body, auth=auth,
-                                             headers={"accept": "application/json"})
-        except httpx.HTTPError as e:
-            raise UpstreamOAuthError(f"server {self.server.name}: {url}: {type(e).__name__}") from None
-        try:
-            document = response.json()
-        except ValueError:
-            document = None
-        if response.status_code in expect and isinstance(document, dict):
+        status, document = await self._exchange("POST", url, data=form, json=json_body, auth=auth)
+        if status in expect and isinstance(document, dict):
             return document
         error = document.get("error") if isinstance(document, dict) else None
-        if response.status_code in (400, 401) and error in ("invalid_grant", "invalid_client", "unauthorized_client"):
+        if status in (400, 401) and error in ("invalid_grant", "invalid_client", "unauthorized_client"):
             raise GrantRefused(f"server {self.server.name}: the authorization server refused: {error}")
-        raise UpstreamOAuthError(f"server {self.server.name}: {url} answered {response.status_code}"
+        raise UpstreamOAuthError(f"server {self.server.name}: {url} answered {status}"
                                  f"{f' ({error})' if isinstance(error, str) else ''}")
 
 
@@ -328,7 +333,7 @@ def _endpoints_from(document: dict[str, Any], resource: str | None) -> Endpoints
                      revocation_endpoint=_str_or_none(document.get("revocation_endpoint")), resource=resource)
 
 
-def _origin(url: str) -> str:
+def url_origin(url: str) -> str:
     parts = urlsplit(url)
     default = {"http": 80, "https": 443}.get(parts.scheme)
     try:

@@ -11,6 +11,7 @@ connects again). Logout does not touch the vault: a connection outlives a browse
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import weakref
@@ -18,7 +19,7 @@ from collections.abc import Iterable
 
 from .secretbox import SecretBox, SecretBoxError
 from .sessions import SessionStore
-from .upstream_oauth import GrantRefused, TokenSet, UpstreamOAuth, UpstreamOAuthError
+from .upstream_oauth import GrantRefused, TokenSet, UpstreamOAuth, UpstreamOAuthError, url_origin
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,10 @@ class TokenVault:
         self._refreshing: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def get(self, owner: str, server: str) -> TokenSet | None:
+        return (await self._read(owner, server))[1]
+
+    async def _read(self, owner: str, server: str) -> tuple[str | None, TokenSet | None]:
+        """The sealed value as stored (to replace it only if unchanged) and what it holds."""
         key = vault_key(owner, server)
         sealed = await self._store.get_value(key)
         tokens = self._open(key, sealed)
@@ -44,7 +49,8 @@ class TokenVault:
             log.warning("upstream tokens of %s for server %s do not open (SECRET_KEY changed?); forgotten",
                         owner, server)
             await self._store.take_once(key)
-        return tokens
+            return None, None
+        return sealed, tokens
 
     def _open(self, key: str, sealed: str | None) -> TokenSet | None:
         if sealed is None:
@@ -57,6 +63,13 @@ class TokenVault:
     async def save(self, owner: str, server: str, tokens: TokenSet) -> None:
         key = vault_key(owner, server)
         await self._store.put(key, self._secretbox.encrypt(tokens.to_json(), context=key), self._kept_for)
+
+    async def _replace(self, owner: str, server: str, sealed: str, tokens: TokenSet) -> bool:
+        """Store `tokens` only if the connection still holds `sealed`: a disconnect or admin
+        revocation made while a refresh was in flight must not be undone by its answer."""
+        key = vault_key(owner, server)
+        return await self._store.replace_value(key, sealed, self._secretbox.encrypt(tokens.to_json(), context=key),
+                                               self._kept_for)
 
     async def forget(self, owner: str, server: str) -> TokenSet | None:
         """Remove the connection; returns what was stored (to revoke it upstream), None if nothing."""
@@ -76,10 +89,9 @@ class TokenVault:
 
     async def mark_stale(self, owner: str, server: str) -> None:
         """The upstream refused the access token: refresh it before the next use."""
-        tokens = await self.get(owner, server)
-        if tokens is not None and tokens.refresh_token:
-            await self.save(owner, server, TokenSet(tokens.access_token, tokens.refresh_token, expires_at=0.0,
-                                                    obtained_at=0.0, scope=tokens.scope))
+        sealed, tokens = await self._read(owner, server)
+        if sealed is not None and tokens is not None and tokens.refresh_token:
+            await self._replace(owner, server, sealed, dataclasses.replace(tokens, expires_at=0.0, obtained_at=0.0))
         elif tokens is not None:
             await self.forget(owner, server)
 
@@ -90,6 +102,12 @@ class TokenVault:
         server is down) and the access token has expired; StoreUnavailable from the store."""
         server = oauth.server.name
         tokens = await self.get(owner, server)
+        if tokens is not None and tokens.upstream is not None and tokens.upstream != url_origin(oauth.server.url):
+            # The server's url was edited since the user connected: the token is for the service
+            # that was there, never for whatever is there now (docs/end-to-end-tokens.md).
+            log.warning("upstream tokens of %s for server %s are for %s, not for its url now; not sent", owner,
+                        server, tokens.upstream)
+            return None
         if tokens is None or not tokens.due_for_refresh(time.time()):
             return tokens
         key = vault_key(owner, server)
@@ -97,12 +115,12 @@ class TokenVault:
         if lock is None:
             lock = self._refreshing[key] = asyncio.Lock()
         async with lock:
-            tokens = await self.get(owner, server)  # refreshed meanwhile, here or by another instance?
-            if tokens is None or not tokens.due_for_refresh(time.time()):
+            sealed, tokens = await self._read(owner, server)  # refreshed meanwhile, here or by another instance?
+            if sealed is None or tokens is None or not tokens.due_for_refresh(time.time()):
                 return tokens
-            return await self._refresh(owner, oauth, tokens)
+            return await self._refresh(owner, oauth, tokens, sealed)
 
-    async def _refresh(self, owner: str, oauth: UpstreamOAuth, tokens: TokenSet) -> TokenSet | None:
+    async def _refresh(self, owner: str, oauth: UpstreamOAuth, tokens: TokenSet, sealed: str) -> TokenSet | None:
         server = oauth.server.name
         expired = tokens.expires_at is not None and time.time() >= tokens.expires_at
         if not tokens.refresh_token:
@@ -125,6 +143,20 @@ class TokenVault:
             log.warning("upstream token refresh failed for %s on server %s (%s); the current token is used "
                         "until it expires", owner, server, e)
             return tokens
-        await self.save(owner, server, fresh)
-        log.info("upstream token refreshed for %s on server %s", owner, server)
-        return fresh
+        fresh = dataclasses.replace(fresh, upstream=tokens.upstream or fresh.upstream)
+        if await self._replace(owner, server, sealed, fresh):
+            log.info("upstream token refreshed for %s on server %s", owner, server)
+            return fresh
+        current = await self.get(owner, server)
+        log.info("upstream tokens of %s for server %s were %s while being refreshed; the new ones are dropped",
+                 owner, server, "replaced" if current is not None else "disconnected")
+        if current is None:
+            await self._revoke_quietly(oauth, fresh)
+        return current
+
+    @staticmethod
+    async def _revoke_quietly(oauth: UpstreamOAuth, tokens: TokenSet) -> None:
+        try:
+            await oauth.revoke(tokens)
+        except UpstreamOAuthError as e:
+            log.warning("upstream oauth: revocation at %s failed: %s", oauth.server.name, e)

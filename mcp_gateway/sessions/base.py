@@ -354,6 +354,11 @@ class SessionStore(ABC):
     async def get_value(self, key: str) -> str | None:
         """The value under `key` without taking it; None if absent or expired."""
 
+    @abstractmethod
+    async def replace_value(self, key: str, expected: str, value: str, ttl: float) -> bool:
+        """Atomically: if `key` still holds `expected`, keep `value` there for `ttl` seconds and
+        return True; otherwise (changed, taken or expired meanwhile) change nothing, return False."""
+
     # -- lifecycle -------------------------------------------------------------------------
 
     @abstractmethod

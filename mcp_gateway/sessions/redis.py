@@ -78,6 +78,12 @@ _RELEASE = """
 if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end
 """
 
+_REPLACE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
 
 def _milliseconds(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
@@ -121,6 +127,7 @@ class RedisSessionStore(SessionStore):
         self._hit_script = self._redis.register_script(_HIT)
         self._admit_script = self._redis.register_script(_ADMIT)
         self._release_script = self._redis.register_script(_RELEASE)
+        self._replace_script = self._redis.register_script(_REPLACE)
 
     def __repr__(self) -> str:
         return f"RedisSessionStore(prefix={self._prefix!r})"
@@ -208,6 +215,10 @@ class RedisSessionStore(SessionStore):
 
     async def get_value(self, key: str) -> str | None:
         return await self._call(self._redis.get(self._key("once", key_digest(key))))
+
+    async def replace_value(self, key: str, expected: str, value: str, ttl: float) -> bool:
+        args = [expected, value, _milliseconds(positive_seconds(ttl))]
+        return bool(await self._call(self._replace_script(keys=[self._key("once", key_digest(key))], args=args)))
 
     # -- lifecycle -------------------------------------------------------------------------
 

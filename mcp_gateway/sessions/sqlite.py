@@ -328,6 +328,11 @@ class SqliteSessionStore(SessionStore):
 
         return await self._run(read)
 
+    async def replace_value(self, key: str, expected: str, value: str, ttl: float) -> bool:
+        digest, ttl, now = key_digest(key), positive_seconds(ttl), self._clock()
+        sql = "UPDATE once SET value = ?, expires_at = ? WHERE key = ? AND value = ? AND expires_at > ?"
+        return await self._run(lambda conn: conn.execute(sql, (value, now + ttl, digest, expected, now)).rowcount == 1)
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def ping(self) -> None:

@@ -539,6 +539,23 @@ async def test_take_once_removes_a_put_value(backend: Backend):
     assert await store.get_value("family-1") is None
 
 
+async def test_replace_value_only_replaces_what_is_still_there(backend: Backend):
+    """Per-user upstream tokens refreshed while a disconnect takes them (mcp_gateway/upstream_tokens.py)."""
+    first, second = backend.open(), backend.open()
+    await first.put("vault-1", "old", 10)
+    assert await second.replace_value("vault-1", "old", "fresh", 30) is True
+    assert await first.get_value("vault-1") == "fresh"
+    assert await first.replace_value("vault-1", "old", "stale", 30) is False  # changed meanwhile
+    assert await second.get_value("vault-1") == "fresh"
+    assert await second.take_once("vault-1") == "fresh"
+    assert await first.replace_value("vault-1", "fresh", "revived", 30) is False  # taken meanwhile
+    assert await second.get_value("vault-1") is None
+    await first.put("vault-2", "short", 5)
+    backend.advance(6)
+    assert await first.replace_value("vault-2", "short", "revived", 30) is False  # expired
+    assert await second.get_value("vault-2") is None
+
+
 async def test_odd_keys_work_for_bind_hits_and_once(backend: Backend):
     store = backend.open()
     for key in ("é" * 1000, "\ud800", "", "k" * 100_000, "mcpgw:*"):
