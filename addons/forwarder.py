@@ -12,17 +12,17 @@ import logging
 
 from mitmproxy import http
 
+from mcp_gateway.answer_headers import UPSTREAM_ANSWER_HEADERS, is_redirect, origin_wide
 from mcp_gateway.config import ServerConfig
 from mcp_gateway.header_policy import HeaderStripList, is_forwarding, other_spelling
+from mcp_gateway.identity import SESSION_COOKIE
 from mcp_gateway.routing import Area, Route
 from mcp_gateway.upstream import upstream_target
-
-from mcp_gateway.identity import SESSION_COOKIE
 
 from .failclosed import refuse_on_error
 from .flow_state import state_of
 from .healthz import health_response
-from .refusals import refuse
+from .refusals import refuse, restore_refusal_body
 from .runtime import Runtime
 from .sse_stream import SSE_MESSAGE_FILTER, SseTransformer
 from .upstream_credentials import upstream_credential
@@ -132,6 +132,12 @@ class Forwarder:
             return  # small pages and JSON: buffered, so mitmweb shows them whole
         found = state.route
         assert found is not None and state.server is not None  # approved: routed to a server
+        if is_redirect(flow.response.status_code):
+            log.warning("server %s answered %d (a redirect); not passed on", state.server.name,
+                        flow.response.status_code)
+            return refuse(flow, 502, "the upstream answered with a redirect, which the gateway does not pass on; "
+                                     "check the server's url and paths", after_answer=True)
+        _keep_to_its_server(flow.response.headers, state.server.name)
         content_type = flow.response.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "text/event-stream" and (found.area is Area.SSE or SSE_MESSAGE_FILTER in flow.metadata):
             if flow.response.headers.get("content-encoding", "identity").strip().lower() != "identity":
@@ -144,6 +150,18 @@ class Forwarder:
             return  # an addon needs the whole body (e.g. to filter a tools/list answer)
         else:
             flow.response.stream = True
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        restore_refusal_body(flow)
+
+
+def _keep_to_its_server(headers: http.Headers, server: str) -> None:
+    """An upstream answer may not act on the gateway's whole origin (mcp_gateway/answer_headers.py)."""
+    if dropped := origin_wide(headers.keys()):
+        log.info("server %s: dropped from its answer: %s", server, ", ".join(dropped))
+        for name in dropped:
+            del headers[name]
+    headers.update(UPSTREAM_ANSWER_HEADERS)
 
 
 def _unframe(flow: http.HTTPFlow) -> None:

@@ -28,6 +28,8 @@ from mcp_gateway.routing import Area, Route
 from .flow_state import Outcome, state_of
 from .responses import NO_STORE, json_response
 
+REFUSAL_BODY = "gateway.refusal_body"
+
 
 def refuse(flow: http.HTTPFlow, status: int, message: str, headers: dict[str, str] | None = None, *,
            decided: Outcome | None = None, after_answer: bool = False, **extra: Any) -> None:
@@ -45,9 +47,19 @@ def refuse(flow: http.HTTPFlow, status: int, message: str, headers: dict[str, st
     flow.response = json_response(status, message, headers, **extra)
     if after_answer:
         # Refused at the answer's head: mitmproxy would still read the upstream's body into this
-        # answer, under its Content-Length. Send the refusal's body instead, and drop theirs.
+        # answer, under its Content-Length. Send the refusal's body instead, and drop theirs. When
+        # no body follows the head (a redirect, a 202), mitmproxy sets the upstream's empty one
+        # instead: `restore_refusal_body` puts ours back before the answer leaves.
         pending = [flow.response.content]
+        flow.metadata[REFUSAL_BODY] = flow.response.content
         flow.response.stream = lambda chunk: pending.pop() if pending else b""
+
+
+def restore_refusal_body(flow: http.HTTPFlow) -> None:
+    """In the `response` hook: the body of a refusal made at the answer's head, if it was lost."""
+    body = flow.metadata.get(REFUSAL_BODY)
+    if body is not None and flow.response is not None and flow.response.raw_content != body:
+        flow.response.content = body
 
 
 def refuse_unauthenticated(flow: http.HTTPFlow, public_url: str, found: Route, reason: str,
