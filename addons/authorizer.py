@@ -44,6 +44,7 @@ from mcp_gateway.upstream import session_id_from_query
 from .failclosed import refuse_on_error
 from .flow_state import Outcome, Shadow, identified, state_of
 from .refusals import refuse, refuse_insufficient_scope, refuse_on_stream, refuse_with_jsonrpc_errors
+from .responses import media_type
 from .runtime import Runtime
 from .sse_answers import RefusalCodec, rewrite_answer
 from .sse_stream import SSE_MESSAGE_FILTER
@@ -235,8 +236,7 @@ class Authorizer:
         wanted = flow.metadata.get(TOOLS_LIST_FILTER)
         if wanted is None or flow.response is None:
             return
-        content_type = flow.response.headers.get("content-type", "")
-        if content_type.startswith("text/event-stream"):
+        if media_type(flow.response) == "text/event-stream":
             _, allowed = wanted
 
             def message_filter(event):
@@ -249,12 +249,19 @@ class Authorizer:
         wanted = flow.metadata.get(TOOLS_LIST_FILTER)
         if wanted is None or flow.response is None or flow.response.stream:
             return
-        if not flow.response.headers.get("content-type", "").startswith("application/json"):
-            return
         ids, allowed = wanted
+        answered = 200 <= flow.response.status_code < 300 and bool(flow.response.content)
         try:
+            if media_type(flow.response) != "application/json":
+                raise ValueError("neither JSON nor an event stream")
             document = json.loads(flow.response.content or b"null")
-        except ValueError:
+        except ValueError as e:
+            if answered:  # an answer that cannot be read cannot be narrowed: it does not pass
+                server = state_of(flow).server
+                log.warning("server %s: its answer to tools/list cannot be read (%s); refused",
+                            server.name if server else "-", e)
+                refuse(flow, 502, "the upstream's answer to tools/list could not be read, so it could not be "
+                                  "narrowed to the tools you may call", after_answer=True)
             return
         if isinstance(document, list):
             document = [filter_tools_list_result(m, allowed) if isinstance(m, dict) and m.get("id") in ids else m
@@ -262,3 +269,4 @@ class Authorizer:
         elif isinstance(document, dict) and document.get("id") in ids:
             document = filter_tools_list_result(document, allowed)
         flow.response.content = json.dumps(document).encode()
+

@@ -23,6 +23,7 @@ from .failclosed import refuse_on_error
 from .flow_state import state_of
 from .healthz import health_response
 from .refusals import refuse, restore_refusal_body
+from .responses import media_type
 from .runtime import Runtime
 from .sse_stream import SSE_MESSAGE_FILTER, SseTransformer
 from .upstream_credentials import upstream_credential
@@ -138,8 +139,7 @@ class Forwarder:
             return refuse(flow, 502, "the upstream answered with a redirect, which the gateway does not pass on; "
                                      "check the server's url and paths", after_answer=True)
         _keep_to_its_server(flow.response.headers, state.server.name)
-        content_type = flow.response.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type == "text/event-stream" and (found.area is Area.SSE or SSE_MESSAGE_FILTER in flow.metadata):
+        if media_type(flow.response) == "text/event-stream" and (found.area is Area.SSE or SSE_MESSAGE_FILTER in flow.metadata):
             if flow.response.headers.get("content-encoding", "identity").strip().lower() != "identity":
                 log.error("server %s: the upstream compressed an event stream though asked not to", state.server.name)
                 return refuse(flow, 502, "the upstream sent a compressed event stream the gateway cannot read",

@@ -34,3 +34,8 @@ def json_ok(payload: object, status: int = 200) -> http.Response:
         status, json.dumps(payload).encode(),
         {"content-type": "application/json", **NO_STORE},
     )
+
+
+def media_type(response: http.Response) -> str:
+    """`Content-Type` without its parameters, as a client reads it: case does not matter."""
+    return response.headers.get("content-type", "").split(";")[0].strip().lower()
