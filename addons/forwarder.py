@@ -139,7 +139,15 @@ class Forwarder:
             return refuse(flow, 502, "the upstream answered with a redirect, which the gateway does not pass on; "
                                      "check the server's url and paths", after_answer=True)
         _keep_to_its_server(flow.response.headers, state.server.name)
-        if media_type(flow.response) == "text/event-stream" and (found.area is Area.SSE or SSE_MESSAGE_FILTER in flow.metadata):
+        events = media_type(flow.response) == "text/event-stream"
+        read_on_the_way = ((found.area is Area.SSE and flow.request.method == "GET")
+                           or (SSE_MESSAGE_FILTER in flow.metadata and not flow.metadata.get("gateway.buffer_response")))
+        if read_on_the_way and not events and 200 <= flow.response.status_code < 300:
+            log.warning("server %s: a stream request was answered %r, not an event stream; refused", state.server.name,
+                        flow.response.headers.get("content-type", ""))
+            return refuse(flow, 502, "the upstream answered a stream request with something other than an event "
+                                     "stream, which the gateway must read (endpoint, narrowing)", after_answer=True)
+        if events and (found.area is Area.SSE or SSE_MESSAGE_FILTER in flow.metadata):
             if flow.response.headers.get("content-encoding", "identity").strip().lower() != "identity":
                 log.error("server %s: the upstream compressed an event stream though asked not to", state.server.name)
                 return refuse(flow, 502, "the upstream sent a compressed event stream the gateway cannot read",

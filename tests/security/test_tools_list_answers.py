@@ -53,7 +53,12 @@ ANSWERS = {**NARROWED, **REFUSED}
 
 class Upstream(QuietHandler):
     def do_POST(self) -> None:
-        message = self.read_json()
+        self.answer(self.read_json())
+
+    def do_GET(self) -> None:  # a Streamable GET stream (a resumed one replays tools/list answers)
+        self.answer({"id": 7})
+
+    def answer(self, message: dict) -> None:
         content_type, body = ANSWERS[self.path.strip("/").split("/")[0]]
         headers = {"content-type": content_type} if content_type else {}
         self.send(200, body({"jsonrpc": "2.0", "id": message["id"], "result": TOOLS}), headers)
@@ -109,3 +114,24 @@ def test_an_answer_the_gateway_cannot_read_does_not_pass(gw, case):
     assert "tools/list" in answer.json()["message"]
     assert "hidden_admin_tool" not in answer.text
     assert f"server c-{case}: its answer to tools/list cannot be read" in gw.log
+
+
+@pytest.mark.parametrize("case", ["json-upper", "json-charset", "text-plain", "no-type"])
+def test_a_stream_get_answered_with_anything_but_an_event_stream_does_not_pass(gw, case):
+    headers = {**cookie_header(kept_session(gw.url, "tess", PASSWORD)), "accept": "text/event-stream"}
+
+    answer = httpx.get(gw.streamable_url(f"c-{case}"), headers=headers, timeout=10)
+
+    assert answer.status_code == 502, answer.text
+    assert "hidden_admin_tool" not in answer.text
+    assert "event stream" in answer.json()["message"]
+
+
+@pytest.mark.parametrize("case", ["sse-upper", "sse-param"])
+def test_a_stream_get_is_narrowed_in_any_spelling_of_event_stream(gw, case):
+    headers = {**cookie_header(kept_session(gw.url, "tess", PASSWORD)), "accept": "text/event-stream"}
+
+    answer = httpx.get(gw.streamable_url(f"c-{case}"), headers=headers, timeout=10)
+
+    assert answer.status_code == 200, answer.text
+    assert tool_names(answer) == [TOOL]

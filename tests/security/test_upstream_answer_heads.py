@@ -74,7 +74,7 @@ def requests_to(gw, server: str) -> list[tuple[str, str, dict[str, str], bytes |
     ]
 
 
-@pytest.mark.parametrize("index", range(4), ids=["browser-get", "stream-get", "post", "sse-get"])
+@pytest.mark.parametrize("index", range(3), ids=["browser-get", "stream-get", "post"])
 def test_an_upstream_answer_carries_nothing_that_acts_on_the_gateways_origin(gw, index):
     method, url, headers, body = requests_to(gw, "page")[index]
 
@@ -90,6 +90,19 @@ def test_an_upstream_answer_carries_nothing_that_acts_on_the_gateways_origin(gw,
     assert "set-cookie" not in answer.headers and not answer.cookies
     assert "script" in answer.text  # the page itself passes: the sandbox, not a rewrite, disarms it
     assert "server page: dropped from its answer: set-cookie" in gw.log
+
+
+def test_an_sse_stream_answered_with_a_page_is_refused(gw):
+    """The SSE transport's stream is read on the way (its endpoint rewritten, tools/list narrowed):
+    a 2xx answer that is no event stream cannot be, so it does not pass."""
+    method, url, headers, body = requests_to(gw, "page")[3]
+
+    answer = httpx.request(method, url, headers=headers, content=body, timeout=10)
+
+    assert answer.status_code == 502 and "event stream" in answer.json()["message"]
+    assert not [name for name in ORIGIN_WIDE if name.lower() in answer.headers
+                and name.lower() != "content-security-policy"]
+    assert "script" not in answer.text
 
 
 @pytest.mark.parametrize("status", REDIRECTS)
