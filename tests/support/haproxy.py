@@ -23,6 +23,9 @@ defaults
     timeout client 60s
     timeout server 60s
     timeout http-keep-alive 10s
+    # a health check may take longer than `inter` on a loaded host: with `fall 1` the only
+    # instance left would be marked down for one slow /healthz, and every request answered 503
+    timeout check 1s
     retries 3
     option redispatch 1
     retry-on conn-failure empty-response response-timeout
