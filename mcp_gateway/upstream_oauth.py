@@ -42,6 +42,13 @@ class UpstreamOAuthError(Exception):
     """The service's authorization server is unreachable, misconfigured or answered nonsense."""
 
 
+# RFC 6749 §5.2: what a token endpoint answers when asking again cannot help (a refresh token it
+# will not take, a client it does not know, a scope or grant type it refuses, a request it cannot
+# read). Anything else (5xx, 429, no answer) may pass: the current token is used while it lasts.
+REFUSALS = ("invalid_grant", "invalid_client", "unauthorized_client", "invalid_scope", "unsupported_grant_type",
+            "invalid_request")
+
+
 class GrantRefused(UpstreamOAuthError):
     """The authorization server refused a code or refresh token (`invalid_grant`, ...): it is dead."""
 
@@ -318,7 +325,7 @@ class UpstreamOAuth:
         if status in expect and isinstance(document, dict):
             return document
         error = document.get("error") if isinstance(document, dict) else None
-        if status in (400, 401) and error in ("invalid_grant", "invalid_client", "unauthorized_client"):
+        if status in (400, 401) and error in REFUSALS:
             raise GrantRefused(f"server {self.server.name}: the authorization server refused: {error}")
         raise UpstreamOAuthError(f"server {self.server.name}: {url} answered {status}"
                                  f"{f' ({error})' if isinstance(error, str) else ''}")

@@ -231,6 +231,26 @@ def test_a_disconnect_during_a_refresh_in_flight_stays_disconnected(gw, sessions
     assert call(gw, token).json()["error"]["code"] == -32042
 
 
+REFUSED_REFRESHES = [(400, "invalid_grant"), (400, "invalid_scope"), (400, "unsupported_grant_type"),
+                     (400, "invalid_request"), (400, "unauthorized_client"), (401, "invalid_client")]
+
+
+@pytest.mark.parametrize("status, error", REFUSED_REFRESHES)
+def test_a_refresh_the_service_refuses_asks_the_user_to_connect_again(gw, sessions, auth_server, status, error):
+    """Before, only invalid_grant/invalid_client/unauthorized_client removed the connection: a refresh
+    refused otherwise (invalid_scope, …) was retried on every call, each answered 502, for ever."""
+    token = sessions["ann"]
+    disconnect(gw, token)
+    auth_server.plan({**GOOD, "expires_in": 1})
+    assert connect(gw, token).status_code == 303
+    expires_at = connection(gw, token)["expires_at"]  # whole seconds, rounded down
+    wait_until(lambda: time.time() > expires_at + 1.2, timeout=10, message="the access token expires")
+    auth_server.plan({"error": error, "error_description": "refused"}, status=status)
+
+    assert call(gw, token).json()["error"]["code"] == -32042
+    assert not connection(gw, token)["connected"]
+
+
 def set_url(gw, sessions, url: str) -> None:
     moved = httpx.patch(f"{gw.url}/api/servers/svc", json={"url": url}, headers=cookie_header(sessions["admin"]),
                         timeout=15)
