@@ -205,14 +205,19 @@ DISCONNECTS = {
 }
 
 
-@pytest.mark.parametrize("how", list(DISCONNECTS))
-def test_a_disconnect_during_a_refresh_in_flight_stays_disconnected(gw, sessions, auth_server, how):
-    token = sessions["ben"]
+def connect_until_expired(gw, token: str, auth_server: AuthServer) -> None:
+    """A fresh connection whose access token lives one second, once that second is over."""
     disconnect(gw, token)
     auth_server.plan({**GOOD, "expires_in": 1})
     assert connect(gw, token).status_code == 303
     expires_at = connection(gw, token)["expires_at"]  # whole seconds, rounded down
     wait_until(lambda: time.time() > expires_at + 1.2, timeout=10, message="the access token expires")
+
+
+@pytest.mark.parametrize("how", list(DISCONNECTS))
+def test_a_disconnect_during_a_refresh_in_flight_stays_disconnected(gw, sessions, auth_server, how):
+    token = sessions["ben"]
+    connect_until_expired(gw, token, auth_server)
     refreshes = auth_server.grants.count("refresh_token")
     auth_server.hold_refresh, auth_server.release = True, threading.Event()
     try:
@@ -240,11 +245,7 @@ def test_a_refresh_the_service_refuses_asks_the_user_to_connect_again(gw, sessio
     """Before, only invalid_grant/invalid_client/unauthorized_client removed the connection: a refresh
     refused otherwise (invalid_scope, …) was retried on every call, each answered 502, for ever."""
     token = sessions["ann"]
-    disconnect(gw, token)
-    auth_server.plan({**GOOD, "expires_in": 1})
-    assert connect(gw, token).status_code == 303
-    expires_at = connection(gw, token)["expires_at"]  # whole seconds, rounded down
-    wait_until(lambda: time.time() > expires_at + 1.2, timeout=10, message="the access token expires")
+    connect_until_expired(gw, token, auth_server)
     auth_server.plan({"error": error, "error_description": "refused"}, status=status)
 
     assert call(gw, token).json()["error"]["code"] == -32042
