@@ -335,9 +335,27 @@ def _endpoints_from(document: dict[str, Any], resource: str | None) -> Endpoints
     authorize, token = document.get("authorization_endpoint"), document.get("token_endpoint")
     if not (isinstance(authorize, str) and isinstance(token, str)):
         raise UpstreamOAuthError("the authorization-server metadata lacks authorization_endpoint or token_endpoint")
-    return Endpoints(authorize, token, issuer=_str_or_none(document.get("issuer")),
-                     registration_endpoint=_str_or_none(document.get("registration_endpoint")),
-                     revocation_endpoint=_str_or_none(document.get("revocation_endpoint")), resource=resource)
+    endpoints = Endpoints(authorize, token, issuer=_str_or_none(document.get("issuer")),
+                          registration_endpoint=_str_or_none(document.get("registration_endpoint")),
+                          revocation_endpoint=_str_or_none(document.get("revocation_endpoint")), resource=resource)
+    # The browser is sent to the first, the gateway posts tokens and secrets to the others: each
+    # must be a plain http(s) URL (no javascript:, data:, file:, user info or fragment).
+    for name in ("authorization_endpoint", "token_endpoint", "registration_endpoint", "revocation_endpoint"):
+        url = getattr(endpoints, name)
+        if url is not None and not _plain_http_url(url):
+            raise UpstreamOAuthError(f"the authorization-server metadata's {name} is not a plain http(s) URL")
+    return endpoints
+
+
+def _plain_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return False
+    return (parts.scheme in ("http", "https") and bool(parts.hostname) and parts.username is None
+            and parts.password is None and not parts.fragment and url.isascii() and url.isprintable()
+            and " " not in url)
 
 
 def url_origin(url: str) -> str:

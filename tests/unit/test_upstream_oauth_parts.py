@@ -8,7 +8,13 @@ import pytest
 
 from mcp_gateway.config import ServerConfig
 from mcp_gateway.routing import Area, RouteError, route
-from mcp_gateway.upstream_oauth import TokenSet, UpstreamOAuth, UpstreamOAuthError, _resource_metadata_urls
+from mcp_gateway.upstream_oauth import (
+    TokenSet,
+    UpstreamOAuth,
+    UpstreamOAuthError,
+    _endpoints_from,
+    _resource_metadata_urls,
+)
 from mcp_gateway.upstream_oauth_config import UpstreamOAuthSettings
 
 PRM = "http://127.0.0.1:9/.well-known/oauth-protected-resource/mcp"
@@ -104,3 +110,26 @@ async def test_protected_resource_metadata_comes_from_the_upstreams_origin_for_i
     finally:
         await oauth.aclose()
     assert all(url.startswith("http://svc.internal:8000/") for url in fetched), fetched
+
+
+GOOD_METADATA = {"issuer": "https://as.example", "authorization_endpoint": "https://as.example/authorize",
+                 "token_endpoint": "https://as.example/token", "registration_endpoint": "https://as.example/register",
+                 "revocation_endpoint": "http://127.0.0.1:9/revoke"}
+HOSTILE_URLS = ["javascript:alert(1)", "data:text/html,x", "file:///etc/passwd", "gopher://as.example/",
+                "https://user:pw@as.example/token", "https://as.example/token#frag", "//as.example/token",
+                "/token", "https://as.example:99999/token", "https://as.example/t oken", "https://as.example/tök",
+                "https:///token", "https://as.example/t\r\nX: 1"]
+
+
+def test_discovered_endpoints_that_are_plain_http_urls_are_used():
+    endpoints = _endpoints_from(GOOD_METADATA, "http://127.0.0.1:9/mcp")
+    assert (endpoints.authorization_endpoint, endpoints.revocation_endpoint) == (
+        "https://as.example/authorize", "http://127.0.0.1:9/revoke")
+
+
+@pytest.mark.parametrize("field", ["authorization_endpoint", "token_endpoint", "registration_endpoint",
+                                   "revocation_endpoint"])
+@pytest.mark.parametrize("url", HOSTILE_URLS)
+def test_a_discovered_endpoint_that_is_not_a_plain_http_url_is_refused(field, url):
+    with pytest.raises(UpstreamOAuthError, match=field):
+        _endpoints_from({**GOOD_METADATA, field: url}, None)
