@@ -250,7 +250,7 @@ class Authorizer:
         if wanted is None or flow.response is None or flow.response.stream:
             return
         ids, allowed = wanted
-        answered = 200 <= flow.response.status_code < 300 and bool(flow.response.content)
+        answered = 200 <= flow.response.status_code < 300 and bool(flow.response.raw_content)
         try:
             if media_type(flow.response) != "application/json":
                 raise ValueError("neither JSON nor an event stream")
@@ -269,4 +269,3 @@ class Authorizer:
         elif isinstance(document, dict) and document.get("id") in ids:
             document = filter_tools_list_result(document, allowed)
         flow.response.content = json.dumps(document).encode()
-

@@ -34,17 +34,12 @@ UPSTREAM_ANSWER_HEADERS = {
 }
 
 
-def acts_on_the_origin(name: str) -> bool:
-    lower = name.strip().lower()
-    return lower in ORIGIN_WIDE_NAMES or lower.startswith(ORIGIN_WIDE_PREFIXES)
-
-
 def origin_wide(names: Iterable[str]) -> list[str]:
     """The names among `names` an upstream may not send (lower-cased, once each, in order)."""
     found: list[str] = []
     for name in names:
         lower = name.strip().lower()
-        if acts_on_the_origin(lower) and lower not in found:
+        if (lower in ORIGIN_WIDE_NAMES or lower.startswith(ORIGIN_WIDE_PREFIXES)) and lower not in found:
             found.append(lower)
     return found
 

@@ -47,6 +47,7 @@ REFUSED = {
     "json-ld": ("application/ld+json", as_json),
     "not-json": ("application/json", lambda message: as_json(message)[:-5]),
     "json-but-sse": ("application/json", as_sse),
+    "unknown-encoding": ("application/json", as_json),  # sent with Content-Encoding: x-unknown
 }
 ANSWERS = {**NARROWED, **REFUSED}
 
@@ -59,8 +60,11 @@ class Upstream(QuietHandler):
         self.answer({"id": 7})
 
     def answer(self, message: dict) -> None:
-        content_type, body = ANSWERS[self.path.strip("/").split("/")[0]]
+        case = self.path.strip("/").split("/")[0]
+        content_type, body = ANSWERS[case]
         headers = {"content-type": content_type} if content_type else {}
+        if case == "unknown-encoding":
+            headers["content-encoding"] = "x-unknown"
         self.send(200, body({"jsonrpc": "2.0", "id": message["id"], "result": TOOLS}), headers)
 
 
